@@ -1,0 +1,127 @@
+"""Frame -> feature networks: ImageNet CNNs cut before their classifier, taking raw uint8 RGB frames."""
+from __future__ import annotations
+
+import hashlib
+import urllib.error
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+
+from vcap_shared import VcapError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+RANDOM_SEED = 0  # --weights none: the same random network on every machine
+
+
+@dataclass(frozen=True)
+class BackboneInfo:
+    name: str
+    feature_dim: int
+    pretrained_file: str  # the file name torchvision's download would cache, for the offline hint
+
+
+BACKBONES = {
+    "vgg16": BackboneInfo("vgg16", 4096, "vgg16-397923af.pth"),
+}
+
+
+class FrameEncoder(nn.Module):
+    """uint8 frames (B, H, W, 3) RGB -> float features (B, D).
+
+    Normalisation lives inside the module so that every caller (extract, caption) feeds raw frames
+    and cannot forget or double it.
+    """
+
+    def __init__(self, net: nn.Module, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+        super().__init__()
+        self.net = net
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1) * 255, persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1) * 255, persistent=False)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        x = frames.permute(0, 3, 1, 2).float()  # (B, 3, H, W), channels_last in memory already
+        x = (x - self.mean) / self.std
+        return self.net(x.contiguous(memory_format=torch.channels_last))
+
+
+class VGG16Fc7(nn.Module):
+    """torchvision's VGG16 up to the ReLU after fc7: features -> avgpool -> fc6 -> ReLU -> drop -> fc7 -> ReLU."""
+
+    def __init__(self, vgg: torchvision.models.VGG):
+        super().__init__()
+        self.features, self.avgpool = vgg.features, vgg.avgpool
+        self.fc67 = vgg.classifier[:5]  # Linear, ReLU, Dropout (identity in eval), Linear, ReLU
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc67(torch.flatten(self.avgpool(self.features(x)), 1))
+
+
+def weights_id(weights: str) -> str:
+    """A stable name for a weights choice, recorded in manifests and checkpoints."""
+    if weights in ("imagenet", "none"):
+        return weights
+    path = Path(weights)
+    if not path.is_file():
+        raise VcapError(f"{weights}: no such weights file (use --weights imagenet, none, or a state-dict path)")
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return f"file:{path.name}:sha256:{digest.hexdigest()[:16]}"
+
+
+def load_backbone(name: str = "vgg16", weights: str = "imagenet") -> FrameEncoder:
+    """An eval-mode FrameEncoder. weights: "imagenet" (torchvision's download/cache), "none" (random,
+    seeded) or the path of a state dict of the full torchvision model (loaded with weights_only=True)."""
+    if name not in BACKBONES:
+        raise VcapError(f"unknown backbone {name!r} (choose from {', '.join(BACKBONES)})")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(RANDOM_SEED)
+        vgg = torchvision.models.vgg16(weights=None)
+    if weights == "imagenet":
+        vgg.load_state_dict(_download_imagenet(name))
+    elif weights != "none":
+        _load_into(vgg, Path(weights))
+    return FrameEncoder(VGG16Fc7(vgg)).eval()
+
+
+def _download_imagenet(name: str) -> dict:
+    try:
+        return torchvision.models.VGG16_Weights.IMAGENET1K_V1.get_state_dict(progress=True)
+    except (urllib.error.URLError, OSError) as exc:
+        cache = Path(torch.hub.get_dir()) / "checkpoints" / BACKBONES[name].pretrained_file
+        raise VcapError(
+            f"cannot download the ImageNet {name} weights ({getattr(exc, 'reason', exc)}); on a machine with "
+            f"network get {torchvision.models.VGG16_Weights.IMAGENET1K_V1.url} and put it at {cache}, "
+            f"or pass --weights /path/to/{BACKBONES[name].pretrained_file} (or --weights none for random features)"
+        ) from None
+
+
+def _load_into(vgg: nn.Module, path: Path) -> None:
+    """Load a full VGG16 state dict, or one already cut after fc7 (no classifier.6)."""
+    state = _load_state_dict(path)
+    try:
+        missing, unexpected = vgg.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shape mismatch: another architecture
+        raise VcapError(f"{path}: does not fit VGG16 ({str(exc).splitlines()[-1].strip()[:160]})") from None
+    missing = [k for k in missing if not k.startswith("classifier.6.")]
+    if missing or unexpected:
+        raise VcapError(f"{path}: does not fit VGG16 (missing {missing[:3]}, unexpected {unexpected[:3]})")
+
+
+def _load_state_dict(path: Path) -> dict:
+    if not path.is_file():
+        raise VcapError(f"{path}: no such weights file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise VcapError(f"{path}: not a loadable state dict ({str(exc).splitlines()[0][:160]})") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or "features.0.weight" not in state:
+        raise VcapError(f"{path}: not a torchvision VGG16 state dict (no 'features.0.weight')")
+    return state

@@ -1,0 +1,265 @@
+"""Videos -> per-video feature caches: decode in DataLoader workers while the backbone runs, batch the
+frames of several videos per forward pass, write each `<video file name>.npy` atomically, resume."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from extract.backbone import BACKBONES, FrameEncoder, load_backbone, weights_id
+from extract.sampler import BACKENDS, VIDEO_EXTENSIONS, read_frames
+from vcap_shared import VcapError, atomic_write, autocast, resolve_device, resolve_precision
+
+MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    frames: int = 80
+    size: int = 224
+    backbone: str = "vgg16"
+    weights: str = "imagenet"
+    device: str = "auto"
+    precision: str = "auto"
+    batch_size: int | None = None  # frames per forward pass; None: 256 on a GPU, 32 on the CPU
+    workers: int | None = None  # decoding processes; None: one per spare core, at least 1
+    decoder: str = "auto"
+    overwrite: bool = False
+
+    def __post_init__(self):
+        if self.frames < 1 or self.size < 32:
+            raise VcapError("--frames must be >= 1 and --size >= 32")
+        if self.decoder not in BACKENDS:
+            raise VcapError(f"--decoder {self.decoder}: choose from {', '.join(BACKENDS)}")
+        if self.backbone not in BACKBONES:
+            raise VcapError(f"unknown backbone {self.backbone!r} (choose from {', '.join(BACKBONES)})")
+
+
+@dataclass
+class ExtractSummary:
+    done: int = 0
+    skipped: int = 0
+    failed: dict[str, str] = field(default_factory=dict)  # video id -> reason
+    frames_per_s: float = 0.0
+
+
+def video_id(path: Path) -> str:
+    """MSVD/MLDS naming: the file name with its extension (abc_5_15.avi -> features abc_5_15.avi.npy)."""
+    return path.name
+
+
+def find_videos(source: str | os.PathLike) -> list[Path]:
+    """One file, or every video below a folder (recursively, sorted); ids must be unique."""
+    source = Path(source)
+    if source.is_file():
+        return [source]
+    if not source.is_dir():
+        raise VcapError(f"{source}: no such file or folder")
+    videos = sorted(p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
+    if not videos:
+        raise VcapError(f"{source}: no videos found (looked for {', '.join(VIDEO_EXTENSIONS)})")
+    seen: dict[str, Path] = {}
+    for path in videos:
+        if video_id(path) in seen:
+            raise VcapError(f"{source}: two videos share the id {video_id(path)!r}: {seen[video_id(path)]} and {path}")
+        seen[video_id(path)] = path
+    return videos
+
+
+class _DecodedVideos(Dataset):
+    """Item i: (i, frames uint8 (N, S, S, 3) or None, error message or None). Runs in worker processes."""
+
+    def __init__(self, paths: Sequence[Path], frames: int, size: int, decoder: str):
+        self.paths, self.frames, self.size, self.decoder = list(paths), frames, size, decoder
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        try:
+            return i, torch.from_numpy(read_frames(self.paths[i], self.frames, self.size, self.decoder)), None
+        except VcapError as exc:
+            return i, None, str(exc)
+        except Exception as exc:  # a decoder bug on one odd file must not end a long run
+            return i, None, f"{self.paths[i]}: cannot decode ({type(exc).__name__}: {str(exc)[:160]})"
+
+
+def _worker_init(_: int) -> None:
+    import cv2
+
+    cv2.setNumThreads(1)  # the workers already run in parallel; nested thread pools only fight
+
+
+class FeatureExtractor:
+    """A loaded backbone on a device, turning lists of videos into (N, D) float32 arrays."""
+
+    def __init__(self, config: ExtractConfig, encoder: FrameEncoder | None = None):
+        self.config = config
+        self.device = resolve_device(config.device)
+        self.precision = resolve_precision(config.precision, self.device)
+        self.encoder = (encoder or load_backbone(config.backbone, config.weights)).to(self.device)
+        self.encoder = self.encoder.to(memory_format=torch.channels_last).eval()
+        cuda = self.device.type == "cuda"
+        self.batch_size = config.batch_size or (256 if cuda else 32)
+        spare = max(1, (os.cpu_count() or 2) - 1)
+        self.workers = config.workers if config.workers is not None else min(spare, 8)
+        self.frames_done = 0
+
+    def settings(self) -> dict:
+        """What makes two feature caches comparable; recorded in the manifest and in checkpoints."""
+        return feature_settings(self.config, self.precision)
+
+    def features(self, paths: Sequence[Path]) -> Iterator[tuple[Path, np.ndarray | None, str | None]]:
+        """Yield (path, features (N, D) float32, None) or (path, None, error) per video, in input order
+        for the successes. Frames of several videos share a forward pass; a leftover tail waits for
+        the next video so that every pass but the last is full."""
+        loader = DataLoader(
+            _DecodedVideos(paths, self.config.frames, self.config.size, self.config.decoder),
+            batch_size=None,
+            num_workers=self.workers,
+            pin_memory=self.device.type == "cuda",
+            worker_init_fn=_worker_init if self.workers else None,
+            prefetch_factor=4 if self.workers else None,
+        )
+        queue: deque[tuple[int, torch.Tensor]] = deque()  # (video index, its frames not yet encoded)
+        done: dict[int, list[torch.Tensor]] = {}
+        queued = 0
+        for i, frames, error in loader:
+            if error is not None:
+                yield paths[i], None, error
+                continue
+            queue.append((i, frames))
+            done[i] = []
+            queued += len(frames)
+            while queued >= self.batch_size:
+                queued -= self._encode_batch(queue, done, self.batch_size)
+                yield from self._finished(paths, queue, done)
+        while queued:
+            queued -= self._encode_batch(queue, done, queued)
+            yield from self._finished(paths, queue, done)
+
+    def _encode_batch(self, queue: deque, done: dict, size: int) -> int:
+        """Encode the first `size` queued frames, spread over as many videos as they take."""
+        parts, owners, taken = [], [], 0
+        for i, frames in queue:
+            start = sum(len(f) for f in done[i])
+            chunk = frames[start : start + size - taken]
+            parts.append(chunk)
+            owners.append((i, len(chunk)))
+            taken += len(chunk)
+            if taken == size:
+                break
+        batch = torch.cat(parts).to(self.device, non_blocking=True)
+        with torch.inference_mode(), autocast(self.device, self.precision):
+            out = self.encoder(batch).float().cpu()  # (size, D)
+        for (i, n), feats in zip(owners, out.split([n for _, n in owners])):
+            done[i].append(feats)
+        self.frames_done += size
+        return size
+
+    def _finished(self, paths, queue: deque, done: dict):
+        while queue and sum(len(f) for f in done[queue[0][0]]) == len(queue[0][1]):
+            i, _ = queue.popleft()
+            yield paths[i], torch.cat(done.pop(i)).numpy(), None
+
+
+def feature_settings(config: ExtractConfig, precision: str) -> dict:
+    return {
+        "backbone": config.backbone,
+        "feature_dim": BACKBONES[config.backbone].feature_dim,
+        "weights": weights_id(config.weights),
+        "frames": config.frames,
+        "size": config.size,
+        "sampling": "uniform-segment-centres",
+        "precision": precision,
+    }
+
+
+def read_manifest(out: Path) -> dict | None:
+    path = out / MANIFEST
+    if not path.exists():
+        return None
+    try:
+        manifest = json.loads(path.read_text())
+        manifest["features"]
+    except (ValueError, KeyError, TypeError):
+        raise VcapError(f"{path}: not a vcap feature manifest; use an empty output folder") from None
+    return manifest
+
+
+def _write_manifest(out: Path, settings: dict, run: dict, failures: dict[str, str]) -> None:
+    manifest = {"features": settings, "run": run, "versions": _versions(), "failures": failures}
+    with atomic_write(out / MANIFEST) as tmp:
+        tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+
+
+def _versions() -> dict:
+    import cv2
+    import torchvision
+
+    from extract.sampler import decord
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "numpy": np.__version__,
+        "opencv": cv2.__version__,
+        "decord": getattr(decord, "__version__", None),
+    }
+
+
+def extract_folder(source: str | os.PathLike, out: str | os.PathLike, config: ExtractConfig) -> ExtractSummary:
+    """`vcap extract`: one `<video id>.npy` per video in `out`; finished files are kept (resume)."""
+    videos, out = find_videos(source), Path(out)
+    if out.exists() and not out.is_dir():
+        raise VcapError(f"{out}: exists and is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    previous = read_manifest(out)
+    device = resolve_device(config.device)
+    settings = feature_settings(config, resolve_precision(config.precision, device))
+    if previous is not None and previous["features"] != settings:
+        diff = ", ".join(
+            f"{k} {previous['features'].get(k)} -> {v}" for k, v in settings.items() if previous["features"].get(k) != v
+        )
+        raise VcapError(f"{out}: holds features made with other settings ({diff}); use another output folder")
+    failures = dict(previous.get("failures", {})) if previous else {}
+    summary = ExtractSummary()
+    todo = [v for v in videos if config.overwrite or not (out / f"{video_id(v)}.npy").exists()]
+    summary.skipped = len(videos) - len(todo)
+    if not todo:
+        return summary
+    extractor = FeatureExtractor(config)
+    run = {"device": str(extractor.device), "batch_size": extractor.batch_size, "workers": extractor.workers}
+    _write_manifest(out, settings, run, failures)  # written first, so a second run can check the settings
+    start = time.perf_counter()
+    bar = tqdm(total=len(todo), unit="video", desc="extract", file=sys.stderr, dynamic_ncols=True)
+    try:
+        for path, feats, error in extractor.features(todo):
+            if error is not None:
+                failures[video_id(path)] = error
+                summary.failed[video_id(path)] = error
+                bar.write(f"vcap: skipped {error}", file=sys.stderr)
+            else:
+                with atomic_write(out / f"{video_id(path)}.npy", suffix=".npy") as tmp:
+                    np.save(tmp, feats.astype(np.float32, copy=False))
+                failures.pop(video_id(path), None)
+                summary.done += 1
+            bar.update()
+            bar.set_postfix(frames_per_s=f"{extractor.frames_done / (time.perf_counter() - start):.1f}")
+    finally:
+        bar.close()
+        summary.frames_per_s = extractor.frames_done / max(time.perf_counter() - start, 1e-9)
+        _write_manifest(out, settings, run, failures)
+    return summary

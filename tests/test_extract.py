@@ -1,0 +1,181 @@
+"""`vcap extract`: the fc7 cut, weights loading, batching, the cache folder, resume and bad input."""
+from __future__ import annotations
+
+import json
+import urllib.error
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from click.testing import CliRunner
+
+from cli import main
+from extract import backbone as backbone_module
+from extract.backbone import load_backbone
+from extract.extractor import ExtractConfig, FeatureExtractor, extract_folder, find_videos
+from vcap_shared import VcapError
+
+SMALL = dict(frames=4, size=64, weights="none", device="cpu", workers=0)
+
+
+@pytest.fixture(scope="module")
+def random_vgg():
+    return load_backbone("vgg16", "none")
+
+
+def test_fc7_equals_torchvision_vgg16_through_classifier_up_to_fc7_relu(random_vgg):
+    torch.manual_seed(0)
+    vgg = torchvision.models.vgg16(weights=None).eval()
+    frames = torch.randint(0, 256, (2, 64, 64, 3), dtype=torch.uint8)
+    ours = load_backbone("vgg16", "none")
+    ours.net.load_state_dict({k: v for k, v in vgg.state_dict().items() if not k.startswith("classifier.6")}, strict=False)
+    x = frames.permute(0, 3, 1, 2).float() / 255
+    x = torchvision.transforms.functional.normalize(x, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+    with torch.no_grad():
+        expected = vgg.classifier[:5](torch.flatten(vgg.avgpool(vgg.features(x)), 1))
+        got = ours(frames)
+    assert got.shape == (2, 4096)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+    assert (got >= 0).all()  # after the ReLU
+
+
+def test_random_weights_are_the_same_network_every_time(random_vgg):
+    again = load_backbone("vgg16", "none")
+    assert all(torch.equal(a, b) for a, b in zip(random_vgg.state_dict().values(), again.state_dict().values()))
+
+
+def test_a_state_dict_file_gives_the_same_features_as_the_model_it_came_from(tmp_path, make_video, random_vgg):
+    torch.manual_seed(0)
+    full = torchvision.models.vgg16(weights=None)
+    full.features.load_state_dict(random_vgg.net.features.state_dict())
+    full.classifier[:5].load_state_dict(random_vgg.net.fc67.state_dict())
+    weights = tmp_path / "vgg16.pth"
+    torch.save(full.state_dict(), weights)
+    video = make_video(frames=12)
+    in_memory = FeatureExtractor(ExtractConfig(**{**SMALL, "precision": "fp32"}), encoder=random_vgg)
+    from_file = FeatureExtractor(ExtractConfig(**{**SMALL, "precision": "fp32", "weights": str(weights)}))
+    [(_, a, _)] = list(in_memory.features([video]))
+    [(_, b, _)] = list(from_file.features([video]))
+    np.testing.assert_array_equal(a, b)
+
+
+def test_bad_weights_files_are_one_line_errors(tmp_path):
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"\x00garbage")
+    other = tmp_path / "other.pth"
+    torch.save({"fc.weight": torch.zeros(2, 2)}, other)
+    for path in (junk, other, tmp_path / "missing.pth"):
+        with pytest.raises(VcapError, match=str(path.name)):
+            load_backbone("vgg16", str(path))
+
+
+def test_offline_imagenet_weights_say_how_to_get_them(monkeypatch):
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("Name or service not known")
+
+    monkeypatch.setattr(backbone_module.torchvision.models.VGG16_Weights.IMAGENET1K_V1.__class__, "get_state_dict", offline)
+    with pytest.raises(VcapError, match="--weights /path/to/vgg16-397923af.pth"):
+        load_backbone("vgg16", "imagenet")
+
+
+def test_batching_across_videos_does_not_change_features(make_video, random_vgg):
+    videos = [make_video(f"v{i}.mp4", frames=10 + i, seed=i) for i in range(3)]
+    config = dict(SMALL, precision="fp32")
+    one = {p: f for p, f, _ in FeatureExtractor(ExtractConfig(**config, batch_size=64), encoder=random_vgg).features(videos)}
+    many = FeatureExtractor(ExtractConfig(**config, batch_size=3), encoder=random_vgg).features(videos)
+    for path, feats, error in many:
+        assert error is None and feats.shape == (4, 4096)
+        np.testing.assert_allclose(feats, one[path], rtol=1e-4, atol=1e-5)
+
+
+def test_decoder_choice_does_not_change_features(make_video, random_vgg):
+    pytest.importorskip("decord")
+    video = make_video("x.avi", frames=30, fourcc="XVID")
+    feats = [next(FeatureExtractor(ExtractConfig(**SMALL, precision="fp32", decoder=d), encoder=random_vgg).features([video]))[1]
+             for d in ("decord", "opencv")]
+    np.testing.assert_allclose(feats[0], feats[1], rtol=1e-3, atol=1e-3)
+
+
+def test_bf16_features_stay_close_to_fp32(make_video, random_vgg):
+    video = make_video(frames=8)
+    fp32, bf16 = (next(FeatureExtractor(ExtractConfig(**SMALL, precision=p), encoder=random_vgg).features([video]))[1]
+                  for p in ("fp32", "bf16"))
+    cosine = (fp32 * bf16).sum(1) / (np.linalg.norm(fp32, axis=1) * np.linalg.norm(bf16, axis=1))
+    assert cosine.min() > 0.99
+
+
+def test_extract_folder_writes_one_npy_per_video_and_a_manifest(tmp_path, make_video):
+    make_video("a_1_5.avi", fourcc="XVID")
+    make_video("sub/b_2_9.mp4", seed=1)
+    out = tmp_path / "feats"
+    summary = extract_folder(tmp_path / "videos", out, ExtractConfig(**SMALL))
+    assert (summary.done, summary.skipped, summary.failed) == (2, 0, {})
+    for name in ("a_1_5.avi.npy", "b_2_9.mp4.npy"):
+        feats = np.load(out / name)
+        assert feats.shape == (4, 4096) and feats.dtype == np.float32
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["features"]["frames"] == 4 and manifest["features"]["weights"] == "none"
+    assert manifest["features"]["backbone"] == "vgg16" and "torch" in manifest["versions"]
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp files left
+
+
+def test_bad_videos_are_listed_and_the_rest_still_extract(tmp_path, make_video):
+    make_video("good.mp4")
+    (tmp_path / "videos" / "empty.avi").write_bytes(b"")
+    (tmp_path / "videos" / "text.mp4").write_text("hello")
+    out = tmp_path / "feats"
+    result = CliRunner().invoke(main, ["extract", str(tmp_path / "videos"), str(out), "--frames", "4", "--size", "64",
+                                       "--weights", "none", "--workers", "0"])
+    assert result.exit_code == 1
+    assert "1 done" in result.output and "2 failed" in result.output
+    assert sorted(p.name for p in out.glob("*.npy")) == ["good.mp4.npy"]
+    failures = json.loads((out / "manifest.json").read_text())["failures"]
+    assert set(failures) == {"empty.avi", "text.mp4"} and "empty file" in failures["empty.avi"]
+    assert "Traceback" not in result.output
+
+
+def test_interrupted_run_keeps_finished_files_and_resumes(tmp_path, make_video, monkeypatch):
+    for i in range(3):
+        make_video(f"v{i}.mp4", seed=i)
+    out = tmp_path / "feats"
+    real_features = FeatureExtractor.features
+
+    def dies_after_one(self, paths):
+        for n, item in enumerate(real_features(self, paths)):
+            if n == 1:
+                raise KeyboardInterrupt
+            yield item
+
+    monkeypatch.setattr(FeatureExtractor, "features", dies_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        extract_folder(tmp_path / "videos", out, ExtractConfig(**SMALL))
+    assert [p.name for p in out.glob("*.npy")] == ["v0.mp4.npy"]
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+    first = (out / "v0.mp4.npy").stat().st_mtime_ns
+    monkeypatch.setattr(FeatureExtractor, "features", real_features)
+    summary = extract_folder(tmp_path / "videos", out, ExtractConfig(**SMALL))
+    assert (summary.done, summary.skipped) == (2, 1)
+    assert (out / "v0.mp4.npy").stat().st_mtime_ns == first
+
+
+def test_a_folder_refuses_features_made_with_other_settings(tmp_path, make_video):
+    make_video()
+    out = tmp_path / "feats"
+    extract_folder(tmp_path / "videos", out, ExtractConfig(**SMALL))
+    with pytest.raises(VcapError, match="frames 4 -> 5"):
+        extract_folder(tmp_path / "videos", out, ExtractConfig(**{**SMALL, "frames": 5}))
+
+
+def test_duplicate_video_names_are_refused(tmp_path, make_video):
+    make_video("a/x.mp4")
+    make_video("b/x.mp4")
+    with pytest.raises(VcapError, match="share the id 'x.mp4'"):
+        find_videos(tmp_path / "videos")
+
+
+def test_cli_errors_are_one_line(tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = CliRunner().invoke(main, ["extract", str(tmp_path / "empty"), str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert result.output.strip().count("\n") == 0 and "no videos found" in result.output

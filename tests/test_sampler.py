@@ -1,0 +1,88 @@
+"""Frame sampling: uniform indices, both decoders, and every kind of bad file a user can hand us."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from extract import sampler
+from extract.sampler import read_frames, sample_indices
+from vcap_shared import VcapError
+
+needs_decord = pytest.mark.skipif(sampler.decord is None, reason="decord is not installed")
+
+
+def test_indices_are_segment_centres_and_cover_the_video():
+    assert sample_indices(100, 4).tolist() == [12, 37, 62, 87]
+    assert sample_indices(80, 80).tolist() == list(range(80))
+
+
+def test_a_short_video_repeats_frames_instead_of_giving_fewer():
+    idx = sample_indices(3, 8)
+    assert len(idx) == 8 and set(idx.tolist()) == {0, 1, 2} and np.all(np.diff(idx) >= 0)
+
+
+@pytest.mark.parametrize("fourcc,ext", [("mp4v", "mp4"), ("XVID", "avi"), ("MJPG", "avi")])
+@pytest.mark.parametrize("backend", ["opencv", pytest.param("decord", marks=needs_decord)])
+def test_frames_are_rgb_at_the_fixed_size(make_video, fourcc, ext, backend):
+    path = make_video(f"v.{ext}", frames=20, fourcc=fourcc)
+    frames = read_frames(path, 8, size=64, backend=backend)
+    assert frames.shape == (8, 64, 64, 3) and frames.dtype == np.uint8
+    # the square is drawn in 255-base on a base background: frames must differ as it moves
+    assert len({f.tobytes() for f in frames}) == 8
+
+
+@needs_decord
+@pytest.mark.parametrize("fourcc,ext", [("mp4v", "mp4"), ("XVID", "avi"), ("MJPG", "avi")])
+def test_both_decoders_return_the_same_frames(make_video, fourcc, ext):
+    path = make_video(f"v.{ext}", frames=30, fourcc=fourcc)
+    a = read_frames(path, 10, size=96, backend="decord").astype(int)
+    b = read_frames(path, 10, size=96, backend="opencv").astype(int)
+    assert np.abs(a - b).mean() < 1.0
+
+
+def test_short_video_gives_all_n_frames(make_video):
+    frames = read_frames(make_video(frames=3), 8, size=32, backend="opencv")
+    assert frames.shape[0] == 8
+
+
+@pytest.mark.parametrize("backend", ["auto", "opencv"])
+def test_bad_files_raise_one_clear_error_naming_the_file(tmp_path, make_video, backend):
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    text = tmp_path / "notes.avi"
+    text.write_text("not a video at all\n" * 50)
+    good = make_video("cut.mp4", frames=30).read_bytes()
+    cut_mp4 = tmp_path / "cut.mp4"
+    cut_mp4.write_bytes(good[: len(good) // 2])  # the moov atom is at the end: unreadable
+    cases = {empty: "empty", text: "cannot", cut_mp4: "cannot", tmp_path / "missing.mp4": "no such file"}
+    for path, reason in cases.items():
+        with pytest.raises(VcapError) as err:
+            read_frames(path, 4, size=32, backend=backend)
+        message = str(err.value)
+        assert str(path) in message and reason in message and "\n" not in message
+
+
+@pytest.mark.parametrize("backend", ["opencv", pytest.param("decord", marks=needs_decord)])
+def test_truncated_avi_is_reported_not_silently_sampled(tmp_path, make_video, backend):
+    """OpenCV reads a cut AVI without complaint, just fewer frames: the sampler must notice."""
+    data = make_video("whole.avi", frames=60, fourcc="MJPG").read_bytes()
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(VcapError, match="truncated"):
+        read_frames(cut, 8, size=32, backend=backend)
+
+
+def test_header_frame_count_that_lies_is_survived(shared_data):
+    """tree.avi's header declares 444 frames; 68 decode (the rest are empty repeat packets)."""
+    frames = read_frames(shared_data / "videos" / "tree.avi", 80, size=32, backend="opencv")
+    assert frames.shape == (80, 32, 32, 3)
+
+
+@needs_decord
+def test_decoders_agree_on_real_clips_where_decord_random_access_does_not(shared_data):
+    """decord's get_batch returns wrong frames on most of these AVIs; our sequential read must not."""
+    clips = sorted((shared_data / "msvd" / "videos").glob("*.avi"))[:4] + [shared_data / "videos" / "Megamind.avi"]
+    for clip in clips:
+        a = read_frames(clip, 16, size=64, backend="decord").astype(int)
+        b = read_frames(clip, 16, size=64, backend="opencv").astype(int)
+        assert np.abs(a - b).mean() < 1.0, clip
