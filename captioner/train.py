@@ -1,0 +1,267 @@
+"""Training loop: scheduled sampling, per-epoch validation, best/last checkpoints, resume, early stopping."""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from vcap_shared import VcapError, atomic_write, autocast, resolve_device, resolve_precision
+
+from .checkpoint import make_checkpoint, model_from_checkpoint, read_checkpoint, save_checkpoint
+from .data import CaptionDataset, FeatureBank, attach_features, load_feature_config, load_labels, split_videos
+from .decode import caption_features
+from .embeddings import load_word_vectors
+from .metrics import mlds_bleu1_corpus
+from .models import MODELS, Captioner, build_model
+from .vocab import PAD, Vocab
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run; saved inside every checkpoint it writes."""
+
+    feats: str
+    labels: str
+    out: str
+    model: str = "attention"
+    hidden: int = 512
+    embed_dim: int = 300
+    dropout: float = 0.35
+    lr: float = 1e-4
+    batch_size: int = 64
+    epochs: int = 20
+    min_count: int = 4
+    max_words: int = 20
+    val_labels: str | None = None
+    val_fraction: float = 0.1
+    seed: int = 0
+    patience: int = 5  # epochs without a better validation score before stopping; 0 = never stop early
+    grad_clip: float = 5.0
+    teacher_forcing: str = "inverse-sigmoid:1000"  # "always", "never" or "inverse-sigmoid:K"
+    embeddings: str | None = None
+    device: str = "auto"
+    precision: str = "auto"  # "fp32", "bf16" or "auto" (bf16 autocast where the hardware supports it)
+    cache_features: bool = False
+    resume: bool = False
+    progress: bool = True
+
+
+def teacher_schedule(spec: str) -> Callable[[int], float]:
+    """Probability of feeding the ground-truth word at training step `step`.
+
+    inverse-sigmoid:K is p = K / (K + exp(step / K)) (Bengio et al. 2015): ~1 early, decaying as the
+    model becomes able to continue from its own predictions.
+    """
+    if spec == "always":
+        return lambda step: 1.0
+    if spec == "never":
+        return lambda step: 0.0
+    name, _, k = spec.partition(":")
+    try:
+        k = float(k)
+    except ValueError:
+        k = -1.0
+    if name != "inverse-sigmoid" or k < 1:
+        raise VcapError(f"--teacher-forcing {spec!r}: expected 'always', 'never' or 'inverse-sigmoid:K' with K >= 1")
+    return lambda step: k / (k + math.exp(min(step / k, 700.0)))
+
+
+def caption_loss(model: Captioner, feats: torch.Tensor, caps: torch.Tensor, teacher_prob: float) -> torch.Tensor:
+    """Mean cross-entropy over the non-<PAD> target words."""
+    logits = model(feats, caps, teacher_prob)  # (B, L-1, V)
+    return nn.functional.cross_entropy(logits.float().flatten(0, 1), caps[:, 1:].flatten(), ignore_index=PAD)
+
+
+def train_epoch(model: Captioner, loader: DataLoader, opt: torch.optim.Optimizer, device: torch.device,
+                precision: str, scaler: torch.amp.GradScaler, schedule: Callable[[int], float],
+                step: int, grad_clip: float, desc: str = "", progress: bool = True) -> tuple[float, int]:
+    """One pass over `loader`; returns (mean training loss, global step after the epoch)."""
+    model.train()
+    total, n = 0.0, 0
+    bar = tqdm(loader, desc=desc, leave=False, disable=not progress, file=sys.stderr)
+    for feats, caps in bar:
+        feats, caps = feats.to(device, non_blocking=True), caps.to(device, non_blocking=True)
+        with autocast(device, precision):
+            loss = caption_loss(model, feats, caps, schedule(step))
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if grad_clip > 0:
+            scaler.unscale_(opt)
+            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        scaler.step(opt)
+        scaler.update()
+        step += 1
+        total += loss.item() * len(caps)
+        n += len(caps)
+        bar.set_postfix(loss=f"{loss.item():.3f}")
+    return total / max(n, 1), step
+
+
+@torch.no_grad()
+def validate(model: Captioner, vocab: Vocab, videos: list, bank: FeatureBank, dataset: CaptionDataset,
+             device: torch.device, precision: str, batch_size: int, max_words: int) -> tuple[float, float]:
+    """(teacher-forced loss, MLDS BLEU@1 of greedy captions) on held-out videos."""
+    model.eval()
+    total, n = 0.0, 0
+    for start in range(0, len(dataset), batch_size):
+        feats, caps = dataset.collate([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
+        with autocast(device, precision):
+            loss = caption_loss(model, feats.to(device), caps.to(device), 1.0)
+        total += loss.item() * len(caps)
+        n += len(caps)
+    preds = {}
+    for start in range(0, len(videos), batch_size):
+        idx = list(range(start, min(start + batch_size, len(videos))))
+        caps = caption_features(model, vocab, bank.batch(idx).to(device), max_len=max_words + 1)
+        preds.update({videos[i][0]: c for i, c in zip(idx, caps)})
+    return total / max(n, 1), mlds_bleu1_corpus(preds, {vid: refs for vid, refs, _ in videos})
+
+
+def write_history(out: Path, history: list[dict]) -> None:
+    """history.csv and history.png (training loss and validation BLEU@1 per epoch)."""
+    from matplotlib.figure import Figure  # Agg canvas, no pyplot global state
+
+    with atomic_write(out / "history.csv") as tmp:
+        with tmp.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(history[0]))
+            writer.writeheader()
+            writer.writerows(history)
+    epochs = [h["epoch"] for h in history]
+    fig = Figure(figsize=(9, 3.5))
+    ax1, ax2 = fig.subplots(1, 2)
+    ax1.plot(epochs, [h["train_loss"] for h in history], label="train")
+    ax1.plot(epochs, [h["val_loss"] for h in history], label="validation")
+    ax1.set(xlabel="epoch", ylabel="loss", title="Cross-entropy")
+    ax1.legend()
+    ax2.plot(epochs, [h["val_bleu1"] for h in history], color="tab:green")
+    ax2.set(xlabel="epoch", ylabel="BLEU@1", title="Validation BLEU@1 (MLDS, greedy)")
+    fig.tight_layout()
+    with atomic_write(out / "history.png", suffix=".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+
+
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _videos(labels_path: str, feats: str, role: str) -> tuple[list, tuple[int, int]]:
+    videos, skipped, shape = attach_features(load_labels(labels_path), feats, labels_path)
+    if skipped:
+        print(f"vcap: {role}: skipped {skipped} of {skipped + len(videos)} videos without features in {feats}",
+              file=sys.stderr)
+    return videos, shape
+
+
+def train(config: TrainConfig) -> dict:
+    """Train a captioner on cached features; returns a summary with the best score and checkpoint paths."""
+    if config.model not in MODELS:
+        raise VcapError(f"--model {config.model!r}: expected one of {', '.join(MODELS)}")
+    schedule = teacher_schedule(config.teacher_forcing)
+    device = resolve_device(config.device)
+    precision = resolve_precision(config.precision, device)
+    out = Path(config.out)
+    torch.manual_seed(config.seed)
+
+    videos, shape = _videos(config.labels, config.feats, "training labels")
+    if config.val_labels:
+        val_videos, val_shape = _videos(config.val_labels, config.feats, "validation labels")
+        if val_shape != shape:
+            raise VcapError(f"{config.val_labels}: feature shape {val_shape} differs from training {shape}")
+        train_videos = videos
+    else:
+        train_videos, val_videos = split_videos(videos, config.val_fraction, config.seed)
+    if not train_videos or not val_videos:
+        raise VcapError(f"{config.labels}: need at least 2 videos with features to hold some out for validation")
+
+    last_path, best_path = out / "last.pt", out / "best.pt"
+    history: list[dict] = []
+    step, start_epoch = 0, 0
+    opt_state = None
+    if config.resume:
+        if not last_path.exists():
+            raise VcapError(f"{last_path}: nothing to resume (train without --resume first)")
+        ckpt = read_checkpoint(last_path, device)
+        if ckpt["model"] != config.model or ckpt["feature_dim"] != shape[1]:
+            raise VcapError(f"{last_path}: was a {ckpt['model']} model on {ckpt['feature_dim']}-d features; "
+                            f"cannot resume it as {config.model} on {shape[1]}-d features")
+        model, vocab = model_from_checkpoint(ckpt, device)
+        history, step, start_epoch, opt_state = ckpt["history"], ckpt["step"], ckpt["epoch"], ckpt["optimizer"]
+    else:
+        vocab = Vocab.build((c for _, caps, _ in train_videos for c in caps), config.min_count)
+        model = build_model(config.model, feature_dim=shape[1], vocab_size=len(vocab), hidden=config.hidden,
+                            embed_dim=config.embed_dim, dropout=config.dropout)
+        if config.embeddings:
+            with torch.no_grad():
+                found = load_word_vectors(config.embeddings, vocab, model.embed.weight)
+            print(f"vcap: {found} of {len(vocab) - 4} words initialised from {config.embeddings}", file=sys.stderr)
+        model.to(device)
+
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
+    if opt_state is not None:
+        opt.load_state_dict(opt_state)
+        _set_rng_state(ckpt["rng"])
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+
+    bank = FeatureBank([p for _, _, p in train_videos], cache=config.cache_features)
+    val_bank = FeatureBank([p for _, _, p in val_videos], cache=config.cache_features)
+    dataset = CaptionDataset(train_videos, vocab, bank, config.max_words)
+    val_dataset = CaptionDataset(val_videos, vocab, val_bank, config.max_words)
+    feature_config = load_feature_config(config.feats)
+    train_config = dataclasses.asdict(config)
+
+    best = max((h["val_bleu1"] for h in history), default=-1.0)
+    for epoch in range(start_epoch, config.epochs):
+        if config.patience and history and epoch - _best_epoch(history) >= config.patience:
+            break
+        t0 = time.perf_counter()
+        order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(config.seed * 100003 + epoch))
+        loader = DataLoader(dataset, batch_size=config.batch_size, sampler=order.tolist(),
+                            collate_fn=dataset.collate, pin_memory=device.type == "cuda")
+        train_loss, step = train_epoch(model, loader, opt, device, precision, scaler, schedule, step, config.grad_clip,
+                                       desc=f"epoch {epoch + 1}/{config.epochs}", progress=config.progress)
+        val_loss, val_bleu1 = validate(model, vocab, val_videos, val_bank, val_dataset, device, precision,
+                                       config.batch_size, config.max_words)
+        history.append({"epoch": epoch + 1, "step": step, "train_loss": round(train_loss, 6),
+                        "val_loss": round(val_loss, 6), "val_bleu1": round(val_bleu1, 6),
+                        "teacher_prob": round(schedule(step), 6), "seconds": round(time.perf_counter() - t0, 3)})
+        print(f"vcap: epoch {epoch + 1}: train loss {train_loss:.4f}  val loss {val_loss:.4f}  "
+              f"val BLEU@1 {val_bleu1:.4f}", file=sys.stderr)
+        metrics = {k: history[-1][k] for k in ("train_loss", "val_loss", "val_bleu1")}
+        base = make_checkpoint(model, vocab, feature_config, shape[0], train_config, epoch=epoch + 1, metrics=metrics)
+        if val_bleu1 > best:
+            best = val_bleu1
+            save_checkpoint(best_path, base)
+        save_checkpoint(last_path, {**base, "optimizer": opt.state_dict(), "step": step,
+                                    "history": history, "rng": _rng_state()})
+        write_history(out, history)
+
+    best_epoch = _best_epoch(history) if history else 0
+    return {"best_checkpoint": str(best_path), "last_checkpoint": str(last_path), "best_epoch": best_epoch,
+            "best_val_bleu1": best, "epochs_run": len(history), "steps": step,
+            "stopped_early": len(history) < config.epochs, "train_videos": len(train_videos),
+            "val_videos": len(val_videos), "vocab_size": len(vocab), "history": history}
+
+
+def _best_epoch(history: list[dict]) -> int:
+    """First epoch reaching the best validation BLEU@1 (the one best.pt holds)."""
+    best = max(h["val_bleu1"] for h in history)
+    return next(h["epoch"] for h in history if h["val_bleu1"] == best)

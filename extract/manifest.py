@@ -1,0 +1,98 @@
+"""OUT/manifest.json: how the features in a folder were made, and which videos failed.
+
+Several processes may extract into one folder at once (torchrun ranks, `--shard` jobs on a shared disk):
+every change is a read-merge-write under an exclusive lock, and each process only touches the
+failure entries of its own videos.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import platform
+from pathlib import Path
+from typing import Iterator
+
+from vcap_shared import VcapError, atomic_write
+
+try:
+    import fcntl
+except ImportError:  # Windows: one process per folder
+    fcntl = None
+
+MANIFEST = "manifest.json"
+
+
+def read_manifest(out: Path) -> dict | None:
+    path = Path(out) / MANIFEST
+    if not path.exists():
+        return None
+    try:
+        manifest = json.loads(path.read_text())
+        manifest["features"]
+    except (ValueError, KeyError, TypeError):
+        raise VcapError(f"{path}: not a vcap feature manifest; use an empty output folder") from None
+    return manifest
+
+
+@contextlib.contextmanager
+def _locked(out: Path) -> Iterator[None]:
+    if fcntl is None:
+        yield
+        return
+    with open(out / ".manifest.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def check_settings(out: Path, settings: dict) -> None:
+    """Refuse to mix features made with other settings into one folder."""
+    manifest = read_manifest(out)
+    if manifest is not None and manifest["features"] != settings:
+        old = manifest["features"]
+        diff = ", ".join(f"{k} {old.get(k)} -> {v}" for k, v in settings.items() if old.get(k) != v)
+        raise VcapError(f"{out}: holds features made with other settings ({diff}); use another output folder")
+
+
+def claim_folder(out: Path, settings: dict, run: dict) -> None:
+    """Record `settings` (checked again under the lock: another process may have been first) and this run."""
+    with _locked(out):
+        check_settings(out, settings)
+        manifest = read_manifest(out) or {"features": settings, "failures": {}}
+        _write(out, {**manifest, "run": run, "versions": versions()})
+
+
+def record_results(out: Path, failed: dict[str, str], succeeded: list[str]) -> None:
+    """Merge this process's outcome: its new failures in, its successes out of the failure list."""
+    with _locked(out):
+        manifest = read_manifest(out)
+        failures = dict(manifest.get("failures", {}))
+        for video in succeeded:
+            failures.pop(video, None)
+        failures.update(failed)
+        _write(out, {**manifest, "failures": dict(sorted(failures.items()))})
+
+
+def _write(out: Path, manifest: dict) -> None:
+    with atomic_write(out / MANIFEST) as tmp:
+        tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+
+
+def versions() -> dict:
+    import cv2
+    import numpy as np
+    import torch
+    import torchvision
+
+    from extract.sampler import decord
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "numpy": np.__version__,
+        "opencv": cv2.__version__,
+        "decord": getattr(decord, "__version__", None),
+    }

@@ -1,0 +1,88 @@
+"""Videos -> captions in one pass: the sampler and backbone exactly as the model's features were made,
+then the captioner; both models loaded once, videos decoded in workers and captioned in batches."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import torch
+
+from captioner.checkpoint import load_model
+from captioner.decode import caption_features
+from extract.backbone import weights_id
+from extract.extractor import ExtractConfig, FeatureExtractor, find_videos
+from vcap_shared import VcapError, resolve_device
+
+
+@dataclass(frozen=True)
+class CaptionConfig:
+    model: str
+    beam: int = 3
+    weights: str | None = None  # the backbone weights file, when the model's features came from one
+    device: str = "auto"
+    precision: str = "auto"
+    batch_size: int | None = None  # frames per backbone pass
+    workers: int | None = None
+    decoder: str = "auto"
+    videos_per_batch: int = 32  # videos captioned together
+
+
+def extract_config_for(info: dict, config: CaptionConfig, model_path: str) -> ExtractConfig:
+    """The ExtractConfig that reproduces the model's training features, or a VcapError saying why not."""
+    settings = info.get("feature_config")
+    if not settings:
+        raise VcapError(f"{model_path}: trained on features without a vcap manifest, so how they were made is "
+                        f"unknown; caption needs a model trained on `vcap extract` features")
+    recorded = settings["weights"]
+    if recorded.startswith("file:"):
+        if config.weights is None:
+            raise VcapError(f"{model_path}: its features came from the backbone weights file "
+                            f"{recorded.split(':')[1]}; pass it with --weights PATH")
+        weights = config.weights
+    else:
+        weights = config.weights or recorded
+    if weights_id(weights) != recorded:
+        raise VcapError(f"{model_path}: trained on features from weights {recorded!r}, "
+                        f"but --weights gives {weights_id(weights)!r}")
+    if settings["feature_dim"] != info["feature_dim"]:
+        raise VcapError(f"{model_path}: feature size {info['feature_dim']} does not match its manifest's "
+                        f"{settings['feature_dim']}")
+    return ExtractConfig(frames=settings["frames"], size=settings["size"], backbone=settings["backbone"],
+                         weights=weights, device=config.device, precision=config.precision,
+                         batch_size=config.batch_size, workers=config.workers, decoder=config.decoder)
+
+
+def expand_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:
+    """Files as given (a missing one still fails later, on its own line), folders searched for videos."""
+    paths: list[Path] = []
+    for item in inputs:
+        paths.extend(find_videos(item) if Path(item).is_dir() else [Path(item)])
+    return paths
+
+
+def caption_videos(inputs: Sequence[str | os.PathLike], config: CaptionConfig) -> Iterator[tuple[Path, str | None, str | None]]:
+    """Yield (video, caption, None) or (video, None, error) for each input video."""
+    paths = expand_inputs(inputs)
+    device = resolve_device(config.device)
+    model, vocab, info = load_model(config.model, device)
+    extractor = FeatureExtractor(extract_config_for(info, config, config.model))
+    pending: list[tuple[Path, torch.Tensor]] = []
+    for path, feats, error in extractor.features(paths):
+        if error is not None:
+            yield path, None, error
+            continue
+        pending.append((path, torch.from_numpy(feats)))
+        if len(pending) == config.videos_per_batch:
+            yield from _caption(model, vocab, pending, config.beam, device)
+            pending = []
+    yield from _caption(model, vocab, pending, config.beam, device)
+
+
+def _caption(model, vocab, pending, beam: int, device: torch.device):
+    if not pending:
+        return
+    feats = torch.stack([f for _, f in pending]).to(device)  # (B, T, D)
+    for (path, _), caption in zip(pending, caption_features(model, vocab, feats, beam=beam)):
+        yield path, caption, None

@@ -1,0 +1,107 @@
+"""Training learns, checkpoints round-trip, resume continues exactly where it stopped."""
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+
+from captioner.checkpoint import load_model
+from captioner.data import FeatureBank, attach_features, load_labels
+from captioner.decode import caption_features
+from captioner.metrics import mlds_bleu1_corpus
+from captioner.train import TrainConfig, teacher_schedule, train
+from captioner_fixtures import make_synthetic
+from vcap_shared import VcapError
+
+TINY = dict(hidden=32, embed_dim=16, dropout=0.1, lr=1e-2, batch_size=16, min_count=1, progress=False)
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synthetic")
+    feats, labels = make_synthetic(root, n_videos=48, seed=0)
+    _, test_labels = make_synthetic(root, n_videos=16, seed=1, name="test.json")  # unseen videos, same classes
+    return feats, labels, test_labels
+
+
+def _held_out_bleu(ckpt: Path, feats: Path, labels: Path) -> float:
+    model, vocab, _ = load_model(ckpt)
+    videos, _, _ = attach_features(load_labels(labels), feats, labels)
+    caps = caption_features(model, vocab, FeatureBank([p for _, _, p in videos]).batch(list(range(len(videos)))))
+    return mlds_bleu1_corpus(dict(zip([v for v, _, _ in videos], caps)), {v: c for v, c, _ in videos})
+
+
+@pytest.mark.parametrize("model, epochs", [("attention", 8), ("s2vt", 16)])
+def test_learns_captions_that_depend_on_the_features(synthetic, tmp_path, model, epochs):
+    feats, labels, test_labels = synthetic
+    summary = train(TrainConfig(str(feats), str(labels), str(tmp_path), model=model, epochs=epochs,
+                                val_fraction=0.25, teacher_forcing="inverse-sigmoid:50", **TINY))
+    assert summary["best_val_bleu1"] > 0.9
+    assert _held_out_bleu(tmp_path / "best.pt", feats, test_labels) > 0.9
+    rows = list(csv.DictReader((tmp_path / "history.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == list(range(1, summary["epochs_run"] + 1))
+    assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
+    assert (tmp_path / "history.png").stat().st_size > 0
+
+
+def test_checkpoint_round_trip(synthetic, tmp_path):
+    feats, labels, _ = synthetic
+    (feats / "manifest.json").write_text('{"features": {"backbone": "vgg16", "frames": 6}}')
+    try:
+        train(TrainConfig(str(feats), str(labels), str(tmp_path), epochs=1, **TINY))
+    finally:
+        (feats / "manifest.json").unlink()
+    raw = torch.load(tmp_path / "best.pt", weights_only=True)
+    assert raw["vocab"][:4] == ["<PAD>", "<BOS>", "<EOS>", "<UNK>"]
+    model, vocab, info = load_model(tmp_path / "best.pt")
+    assert info["feature_config"] == {"backbone": "vgg16", "frames": 6}
+    assert (info["feature_dim"], info["frames"], info["model"]) == (12, 6, "attention")
+    x = torch.randn(3, 6, 12)
+    again, _, _ = load_model(tmp_path / "best.pt")
+    assert caption_features(model, vocab, x, beam=2) == caption_features(again, vocab, x, beam=2)
+    with torch.no_grad():
+        assert torch.equal(model.encode(x)[0], again.encode(x)[0])
+
+
+def test_not_a_checkpoint_is_a_clear_error(tmp_path):
+    bad = tmp_path / "model.pt"
+    bad.write_text("hello")
+    with pytest.raises(VcapError, match=r"model.pt: not a vcap checkpoint \("):
+        load_model(bad)
+    torch.save({"weights": torch.zeros(2)}, bad)
+    with pytest.raises(VcapError, match="not a vcap checkpoint"):
+        load_model(bad)
+
+
+def test_resume_continues_where_it_stopped(synthetic, tmp_path):
+    feats, labels, _ = synthetic
+    cfg = dict(feats=str(feats), labels=str(labels), precision="fp32", **TINY)
+    straight = train(TrainConfig(out=str(tmp_path / "a"), epochs=2, **cfg))
+    train(TrainConfig(out=str(tmp_path / "b"), epochs=1, **cfg))
+    resumed = train(TrainConfig(out=str(tmp_path / "b"), epochs=2, resume=True, **cfg))
+    strip = lambda h: [{k: v for k, v in row.items() if k != "seconds"} for row in h]
+    assert strip(resumed["history"]) == strip(straight["history"])
+    a = torch.load(tmp_path / "a" / "last.pt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "b" / "last.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_teacher_forcing_schedule():
+    p = teacher_schedule("inverse-sigmoid:100")
+    assert p(0) == pytest.approx(100 / 101) and p(1000) < 0.01 and p(0) > p(300) > p(600)
+    assert teacher_schedule("always")(10**6) == 1.0
+    with pytest.raises(VcapError, match="--teacher-forcing"):
+        teacher_schedule("sometimes")
+
+
+def test_embeddings_file(synthetic, tmp_path):
+    feats, labels, _ = synthetic
+    vec = tmp_path / "glove.txt"
+    vec.write_text("man " + " ".join(["0.5"] * 16) + "\nzebra " + " ".join(["1"] * 16) + "\n")
+    train(TrainConfig(str(feats), str(labels), str(tmp_path / "m"), epochs=1, embeddings=str(vec),
+                      **{**TINY, "lr": 0.0}))
+    model, vocab, _ = load_model(tmp_path / "m" / "best.pt")
+    assert torch.allclose(model.embed.weight[vocab.index["man"]], torch.full((16,), 0.5))
+    vec.write_text("man 0.1 0.2\n")
+    with pytest.raises(VcapError, match="--embed-dim 2"):
+        train(TrainConfig(str(feats), str(labels), str(tmp_path / "n"), epochs=1, embeddings=str(vec), **TINY))

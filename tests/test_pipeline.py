@@ -1,0 +1,86 @@
+"""The whole chain through the real CLI: extract -> train -> caption, and `vcap run`."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from cli import main
+
+CLASSES = {0: "a red square moves right", 1: "a green square moves right", 2: "a blue square moves right"}
+FEATURE_FLAGS = ["--frames", "4", "--size", "64", "--weights", "none", "--workers", "0", "--device", "cpu"]
+TRAIN_FLAGS = ["--hidden", "32", "--embed-dim", "16", "--lr", "0.01", "--min-count", "1", "--epochs", "25",
+               "--batch-size", "8", "--patience", "0", "--device", "cpu"]
+
+
+@pytest.fixture
+def dataset(tmp_path, make_video):
+    """Three visually distinct kinds of video, three clips each, and one unseen clip of each kind."""
+    labels, unseen = [], []
+    for kind, caption in CLASSES.items():
+        for clip in range(4):
+            name = f"kind{kind}_{clip}.mp4"
+            make_video(name, frames=12, seed=kind * 7 + 1)
+            (labels if clip < 3 else unseen).append({"id": name, "caption": [caption, caption.replace("moves", "slides")]})
+    (tmp_path / "labels.json").write_text(json.dumps(labels))
+    (tmp_path / "unseen.json").write_text(json.dumps(unseen))
+    return tmp_path
+
+
+def invoke(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    assert "Traceback" not in result.output, result.output
+    return result
+
+
+def test_extract_train_caption_through_the_cli(dataset):
+    feats, model = dataset / "feats", dataset / "model"
+    assert invoke("extract", dataset / "videos", feats, *FEATURE_FLAGS).exit_code == 0
+    assert len(list(feats.glob("*.npy"))) == 12
+    trained = invoke("train", feats, dataset / "labels.json", "--val-labels", dataset / "unseen.json",
+                     "--out", model, *TRAIN_FLAGS)
+    assert trained.exit_code == 0, trained.output
+    assert (model / "best.pt").is_file() and (model / "history.csv").is_file()
+
+    corrupt = dataset / "videos" / "broken.mp4"
+    corrupt.write_bytes(b"\x00\x00\x00\x18ftypmp42 but nothing else")
+    unseen = [dataset / "videos" / f"kind{k}_3.mp4" for k in CLASSES]
+    result = invoke("caption", *unseen, corrupt, "--model", model / "best.pt", "--beam", "2", "--workers", "0",
+                    "--device", "cpu")
+    assert result.exit_code == 1
+    lines = dict(line.split(": ", 1) for line in result.stdout.strip().splitlines())
+    assert set(lines) == {str(p) for p in unseen}
+    colours = [CLASSES[k].split()[1] for k in CLASSES]
+    assert sum(lines[str(p)].split()[1:2] == [colours[k]] for k, p in enumerate(unseen)) >= 2, lines
+    assert f"{corrupt}: cannot open as a video" in result.stderr
+
+    as_json = invoke("caption", unseen[0], "--model", model / "best.pt", "--json", "--workers", "0")
+    assert as_json.exit_code == 0 and set(json.loads(as_json.stdout)) == {str(unseen[0])}
+
+
+def test_caption_refuses_other_feature_settings(dataset, tmp_path):
+    feats, model = dataset / "feats", dataset / "model"
+    invoke("extract", dataset / "videos", feats, *FEATURE_FLAGS)
+    invoke("train", feats, dataset / "labels.json", "--out", model, *TRAIN_FLAGS, "--epochs", "1")
+    result = invoke("caption", dataset / "videos" / "kind0_3.mp4", "--model", model / "best.pt",
+                    "--weights", "imagenet")
+    assert result.exit_code == 2
+    assert "trained on features from weights 'none'" in result.stderr
+
+
+def test_caption_without_a_model_says_what_to_do(dataset, monkeypatch):
+    monkeypatch.delenv("VCAP_MODEL", raising=False)
+    result = invoke("caption", dataset / "videos" / "kind0_0.mp4")
+    assert result.exit_code == 2 and "--model" in result.stderr
+
+
+def test_run_leaves_features_model_and_metrics_under_out(dataset):
+    out = dataset / "run"
+    result = invoke("run", dataset / "videos", dataset / "labels.json", "--out", out, *FEATURE_FLAGS,
+                    "--captioner", "attention", "--hidden", "32", "--epochs", "3", "--min-count", "1", "--beam", "1")
+    assert result.exit_code == 0, result.output
+    assert (out / "feats" / "manifest.json").is_file()
+    assert {"best.pt", "last.pt", "history.csv", "history.png"} <= {p.name for p in (out / "model").iterdir()}
+    metrics = json.loads((out / "eval" / "metrics.json").read_text())
+    assert 0 <= metrics["MLDS-BLEU@1"] <= 1
