@@ -87,9 +87,11 @@ def extract(videos, out, **options) -> None:
     from extract.extractor import ExtractConfig, extract_folder
 
     summary = extract_folder(videos, out, ExtractConfig(**options))
+    elsewhere = summary.failed_everywhere - len(summary.failed)
     click.echo(f"extract: {summary.done} done, {summary.skipped} already there, {len(summary.failed)} failed"
+               + (f" ({elsewhere} more on other ranks)" if elsewhere else "")
                + (f" ({summary.frames_per_s:.1f} frames/s)" if summary.done else ""))
-    if summary.failed:
+    if summary.failed_everywhere:
         sys.exit(1)
 
 
@@ -118,6 +120,12 @@ def extract(videos, out, **options) -> None:
               help="always | never | inverse-sigmoid:K (p = K/(K+exp(step/K))).")
 @click.option("--embeddings", type=click.Path(dir_okay=False), default=None,
               help="word2vec/GloVe text file to initialise word embeddings.")
+@click.option("--frame-stride", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Keep every k-th feature frame (also when captioning).")
+@click.option("--label-smoothing", type=float, default=0.0, show_default=True)
+@click.option("--weight-decay", type=float, default=0.0, show_default=True, help="AdamW decoupled weight decay.")
+@click.option("--select-on", type=click.Choice(["bleu1", "loss"]), default="loss", show_default=True,
+              help="best.pt: highest validation BLEU@1 (greedy) or lowest validation loss.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True)
 @click.option("--cache-features", is_flag=True, help="Hold all features in RAM instead of reading them lazily.")
@@ -216,6 +224,8 @@ def run(videos, labels, out, val_labels, captioner, epochs, hidden, lr, min_coun
     result = run_all(RunConfig(videos=videos, labels=labels, out=out, val_labels=val_labels, beam=beam,
                                extract=ExtractConfig(**options), train=train))
     extracted, metrics = result["extract"], result["metrics"]
+    if metrics is None:  # a torchrun rank other than 0: rank 0 reports
+        return
     click.echo(f"extract: {extracted.done} done, {extracted.skipped} already there, {len(extracted.failed)} failed")
     click.echo(f"model: {result['train']['best_checkpoint']}")
     click.echo(" ".join(f"{k} {metrics[k]:.3f}" for k in ("MLDS-BLEU@1", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr")

@@ -12,11 +12,13 @@ from typing import Callable
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from vcap_shared import VcapError, atomic_write, autocast, resolve_device, resolve_precision
 
+from . import distributed as ddp
 from .checkpoint import make_checkpoint, model_from_checkpoint, read_checkpoint, save_checkpoint
 from .data import CaptionDataset, FeatureBank, attach_features, load_feature_config, load_labels, split_videos
 from .decode import caption_features
@@ -49,6 +51,10 @@ class TrainConfig:
     grad_clip: float = 5.0
     teacher_forcing: str = "inverse-sigmoid:1000"  # "always", "never" or "inverse-sigmoid:K"
     embeddings: str | None = None
+    frame_stride: int = 1  # keep every k-th feature frame (in the model, so decoding does the same)
+    label_smoothing: float = 0.0
+    weight_decay: float = 0.0  # decoupled (AdamW); 0 is plain Adam
+    select_on: str = "loss"  # best.pt = best validation "bleu1" (greedy MLDS BLEU@1) or lowest "loss"
     device: str = "auto"
     precision: str = "auto"  # "fp32", "bf16" or "auto" (bf16 autocast where the hardware supports it)
     cache_features: bool = False
@@ -76,23 +82,26 @@ def teacher_schedule(spec: str) -> Callable[[int], float]:
     return lambda step: k / (k + math.exp(min(step / k, 700.0)))
 
 
-def caption_loss(model: Captioner, feats: torch.Tensor, caps: torch.Tensor, teacher_prob: float) -> torch.Tensor:
+def caption_loss(model: Captioner, feats: torch.Tensor, caps: torch.Tensor, teacher_prob: float,
+                 label_smoothing: float = 0.0) -> torch.Tensor:
     """Mean cross-entropy over the non-<PAD> target words."""
     logits = model(feats, caps, teacher_prob)  # (B, L-1, V)
-    return nn.functional.cross_entropy(logits.float().flatten(0, 1), caps[:, 1:].flatten(), ignore_index=PAD)
+    return nn.functional.cross_entropy(logits.float().flatten(0, 1), caps[:, 1:].flatten(), ignore_index=PAD,
+                                       label_smoothing=label_smoothing)
 
 
 def train_epoch(model: Captioner, loader: DataLoader, opt: torch.optim.Optimizer, device: torch.device,
                 precision: str, scaler: torch.amp.GradScaler, schedule: Callable[[int], float],
-                step: int, grad_clip: float, desc: str = "", progress: bool = True) -> tuple[float, int]:
+                step: int, grad_clip: float, desc: str = "", progress: bool = True,
+                label_smoothing: float = 0.0) -> tuple[float, int]:
     """One pass over `loader`; returns (mean training loss, global step after the epoch)."""
     model.train()
     total, n = 0.0, 0
-    bar = tqdm(loader, desc=desc, leave=False, disable=not progress, file=sys.stderr)
+    bar = tqdm(loader, desc=desc, leave=False, disable=not progress or not ddp.is_main(), file=sys.stderr)
     for feats, caps in bar:
         feats, caps = feats.to(device, non_blocking=True), caps.to(device, non_blocking=True)
         with autocast(device, precision):
-            loss = caption_loss(model, feats, caps, schedule(step))
+            loss = caption_loss(model, feats, caps, schedule(step), label_smoothing)
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         if grad_clip > 0:
@@ -104,27 +113,30 @@ def train_epoch(model: Captioner, loader: DataLoader, opt: torch.optim.Optimizer
         total += loss.item() * len(caps)
         n += len(caps)
         bar.set_postfix(loss=f"{loss.item():.3f}")
-    return total / max(n, 1), step
+    return ddp.weighted_mean(total, n), step
 
 
 @torch.no_grad()
 def validate(model: Captioner, vocab: Vocab, videos: list, bank: FeatureBank, dataset: CaptionDataset,
              device: torch.device, precision: str, batch_size: int, max_words: int) -> tuple[float, float]:
-    """(teacher-forced loss, MLDS BLEU@1 of greedy captions) on held-out videos."""
+    """(teacher-forced loss, MLDS BLEU@1 of greedy captions) on held-out videos, each rank taking a part."""
     model.eval()
     total, n = 0.0, 0
-    for start in range(0, len(dataset), batch_size):
-        feats, caps = dataset.collate([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
+    pairs = ddp.my_part(list(range(len(dataset))))
+    for start in range(0, len(pairs), batch_size):
+        feats, caps = dataset.collate([dataset[i] for i in pairs[start : start + batch_size]])
         with autocast(device, precision):
             loss = caption_loss(model, feats.to(device), caps.to(device), 1.0)
         total += loss.item() * len(caps)
         n += len(caps)
     preds = {}
-    for start in range(0, len(videos), batch_size):
-        idx = list(range(start, min(start + batch_size, len(videos))))
+    mine = ddp.my_part(list(range(len(videos))))
+    for start in range(0, len(mine), batch_size):
+        idx = mine[start : start + batch_size]
         caps = caption_features(model, vocab, bank.batch(idx).to(device), max_len=max_words + 1)
         preds.update({videos[i][0]: c for i, c in zip(idx, caps)})
-    return total / max(n, 1), mlds_bleu1_corpus(preds, {vid: refs for vid, refs, _ in videos})
+    preds = ddp.merged(preds)
+    return ddp.weighted_mean(total, n), mlds_bleu1_corpus(preds, {vid: refs for vid, refs, _ in videos})
 
 
 def write_history(out: Path, history: list[dict]) -> None:
@@ -178,6 +190,7 @@ def train(config: TrainConfig) -> dict:
     schedule = teacher_schedule(config.teacher_forcing)
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device)
+    distributed = ddp.setup(device)  # under torchrun: one rank of a data-parallel run
     out = Path(config.out)
     torch.manual_seed(config.seed)
 
@@ -208,18 +221,21 @@ def train(config: TrainConfig) -> dict:
     else:
         vocab = Vocab.build((c for _, caps, _ in train_videos for c in caps), config.min_count)
         model = build_model(config.model, feature_dim=shape[1], vocab_size=len(vocab), hidden=config.hidden,
-                            embed_dim=config.embed_dim, dropout=config.dropout)
+                            embed_dim=config.embed_dim, dropout=config.dropout, frame_stride=config.frame_stride)
         if config.embeddings:
             with torch.no_grad():
                 found = load_word_vectors(config.embeddings, vocab, model.embed.weight)
             print(f"vcap: {found} of {len(vocab) - 4} words initialised from {config.embeddings}", file=sys.stderr)
         model.to(device)
 
-    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
+    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     if opt_state is not None:
         opt.load_state_dict(opt_state)
         _set_rng_state(ckpt["rng"])
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    # Gradients are averaged across ranks by the wrapper; `model` itself is what gets saved and decoded.
+    net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
+        if distributed else model
 
     bank = FeatureBank([p for _, _, p in train_videos], cache=config.cache_features)
     val_bank = FeatureBank([p for _, _, p in val_videos], cache=config.cache_features)
@@ -228,40 +244,57 @@ def train(config: TrainConfig) -> dict:
     feature_config = load_feature_config(config.feats)
     train_config = dataclasses.asdict(config)
 
-    best = max((h["val_bleu1"] for h in history), default=-1.0)
+    if config.select_on not in ("bleu1", "loss"):
+        raise VcapError(f"--select-on {config.select_on!r}: expected 'bleu1' or 'loss'")
+    best = max((_selection_score(h, config.select_on) for h in history), default=-math.inf)
     for epoch in range(start_epoch, config.epochs):
-        if config.patience and history and epoch - _best_epoch(history) >= config.patience:
+        if config.patience and history and epoch - _best_epoch(history, config.select_on) >= config.patience:
             break
         t0 = time.perf_counter()
         order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(config.seed * 100003 + epoch))
-        loader = DataLoader(dataset, batch_size=config.batch_size, sampler=order.tolist(),
-                            collate_fn=dataset.collate, pin_memory=device.type == "cuda")
-        train_loss, step = train_epoch(model, loader, opt, device, precision, scaler, schedule, step, config.grad_clip,
-                                       desc=f"epoch {epoch + 1}/{config.epochs}", progress=config.progress)
+        # Every rank walks the same global batches and takes its part of each (a batch too small to give
+        # every rank a sample is skipped by all), so K ranks follow one process's path.
+        batches = [order[i : i + config.batch_size].tolist() for i in range(0, len(order), config.batch_size)]
+        batches = [ddp.my_part(b) for b in batches if len(b) >= ddp.world_size()]
+        loader = DataLoader(dataset, batch_sampler=batches, collate_fn=dataset.collate,
+                            pin_memory=device.type == "cuda")
+        train_loss, step = train_epoch(net, loader, opt, device, precision, scaler, schedule, step, config.grad_clip,
+                                       desc=f"epoch {epoch + 1}/{config.epochs}", progress=config.progress,
+                                       label_smoothing=config.label_smoothing)
         val_loss, val_bleu1 = validate(model, vocab, val_videos, val_bank, val_dataset, device, precision,
                                        config.batch_size, config.max_words)
         history.append({"epoch": epoch + 1, "step": step, "train_loss": round(train_loss, 6),
                         "val_loss": round(val_loss, 6), "val_bleu1": round(val_bleu1, 6),
                         "teacher_prob": round(schedule(step), 6), "seconds": round(time.perf_counter() - t0, 3)})
+        improved = _selection_score(history[-1], config.select_on) > best
+        best = max(best, _selection_score(history[-1], config.select_on))
+        if not ddp.is_main():
+            continue  # the history is the same on every rank; one writes it
         print(f"vcap: epoch {epoch + 1}: train loss {train_loss:.4f}  val loss {val_loss:.4f}  "
               f"val BLEU@1 {val_bleu1:.4f}", file=sys.stderr)
         metrics = {k: history[-1][k] for k in ("train_loss", "val_loss", "val_bleu1")}
         base = make_checkpoint(model, vocab, feature_config, shape[0], train_config, epoch=epoch + 1, metrics=metrics)
-        if val_bleu1 > best:
-            best = val_bleu1
+        if improved:
             save_checkpoint(best_path, base)
         save_checkpoint(last_path, {**base, "optimizer": opt.state_dict(), "step": step,
                                     "history": history, "rng": _rng_state()})
         write_history(out, history)
+    ddp.barrier()  # no rank leaves (and no caller reads best.pt) before rank 0 has written it
 
-    best_epoch = _best_epoch(history) if history else 0
+    best_epoch = _best_epoch(history, config.select_on) if history else 0
+    best_bleu1 = next((h["val_bleu1"] for h in history if h["epoch"] == best_epoch), -1.0)
     return {"best_checkpoint": str(best_path), "last_checkpoint": str(last_path), "best_epoch": best_epoch,
-            "best_val_bleu1": best, "epochs_run": len(history), "steps": step,
+            "best_val_bleu1": best_bleu1, "epochs_run": len(history), "steps": step,
             "stopped_early": len(history) < config.epochs, "train_videos": len(train_videos),
             "val_videos": len(val_videos), "vocab_size": len(vocab), "history": history}
 
 
-def _best_epoch(history: list[dict]) -> int:
-    """First epoch reaching the best validation BLEU@1 (the one best.pt holds)."""
-    best = max(h["val_bleu1"] for h in history)
-    return next(h["epoch"] for h in history if h["val_bleu1"] == best)
+def _selection_score(h: dict, select_on: str) -> float:
+    """Higher is better: validation BLEU@1, or minus the validation loss."""
+    return h["val_bleu1"] if select_on == "bleu1" else -h["val_loss"]
+
+
+def _best_epoch(history: list[dict], select_on: str = "bleu1") -> int:
+    """First epoch reaching the best selection score (the one best.pt holds)."""
+    best = max(_selection_score(h, select_on) for h in history)
+    return next(h["epoch"] for h in history if _selection_score(h, select_on) == best)

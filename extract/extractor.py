@@ -3,6 +3,7 @@ frames of several videos per forward pass, write each `<video file name>.npy` at
 from __future__ import annotations
 
 import copy
+import datetime
 import json
 import os
 import sys
@@ -54,6 +55,7 @@ class ExtractSummary:
     skipped: int = 0
     failed: dict[str, str] = field(default_factory=dict)  # video id -> reason
     frames_per_s: float = 0.0
+    failed_everywhere: int = 0  # failures of all torchrun ranks together
 
 
 def my_share(shard: tuple[int, int]) -> tuple[int, int]:
@@ -207,6 +209,29 @@ def extract_folder(source: str | os.PathLike, out: str | os.PathLike, config: Ex
     """`vcap extract`: one `<video id>.npy` per video in `out`; finished files are kept (resume).
 
     Under torchrun or with --shard, this process takes only its share of the videos."""
+    summary = _extract_share(source, out, config)
+    summary.failed_everywhere = _failures_on_all_ranks(len(summary.failed))
+    return summary
+
+
+def _failures_on_all_ranks(failed: int) -> int:
+    """Under torchrun, wait for every rank and add up their failures. Waiting matters: torchrun stops all
+    ranks as soon as one exits non-zero, so a rank that met a bad video must not exit before the others."""
+    if int(os.environ.get("WORLD_SIZE", 1)) <= 1:
+        return failed
+    import torch.distributed as dist
+
+    created = not dist.is_initialized()
+    if created:  # shares can take hours longer on one rank than another: a generous timeout
+        dist.init_process_group("gloo", timeout=datetime.timedelta(days=7))
+    total = torch.tensor([failed])
+    dist.all_reduce(total)
+    if created:
+        dist.destroy_process_group()  # training may want its own (NCCL) group next
+    return int(total)
+
+
+def _extract_share(source: str | os.PathLike, out: str | os.PathLike, config: ExtractConfig) -> ExtractSummary:
     videos, out = find_videos(source), Path(out)
     share = my_share(config.shard)
     videos = [v for v in videos if in_share(video_id(v), share)]

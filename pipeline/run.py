@@ -4,9 +4,11 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from captioner import distributed as ddp
 from captioner.evaluate import evaluate
 from captioner.train import TrainConfig, train
 from extract.extractor import ExtractConfig, ExtractSummary, extract_folder
+from vcap_shared import resolve_device
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,12 +24,18 @@ class RunConfig:
 
 def run_all(config: RunConfig) -> dict:
     """OUT/feats (features + manifest), OUT/model (best.pt, last.pt, history.csv/png), OUT/eval
-    (predictions and metrics on the validation labels, or the training labels when there are none)."""
+    (predictions and metrics on the validation labels, or the training labels when there are none).
+
+    Under torchrun every stage is shared by the ranks; rank 0 alone evaluates (the others get metrics None)."""
     out = Path(config.out)
     extracted: ExtractSummary = extract_folder(config.videos, out / "feats", config.extract)
+    if ddp.setup(resolve_device(config.extract.device)):
+        ddp.barrier()  # every rank's share of the features is on disk before any rank trains
     train_config = TrainConfig(feats=str(out / "feats"), labels=config.labels, out=str(out / "model"),
                                val_labels=config.val_labels, **config.train)
     trained = train(train_config)
+    if not ddp.is_main():
+        return {"extract": extracted, "train": trained, "metrics": None}
     metrics = evaluate(trained["best_checkpoint"], out / "feats", config.val_labels or config.labels,
                        out=out / "eval", beam=config.beam, device=train_config.device)
     return {"extract": extracted, "train": trained, "metrics": metrics}

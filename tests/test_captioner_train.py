@@ -105,3 +105,26 @@ def test_embeddings_file(synthetic, tmp_path):
     vec.write_text("man 0.1 0.2\n")
     with pytest.raises(VcapError, match="--embed-dim 2"):
         train(TrainConfig(str(feats), str(labels), str(tmp_path / "n"), epochs=1, embeddings=str(vec), **TINY))
+
+
+def test_frame_stride_is_saved_and_applied_when_captioning(synthetic, tmp_path):
+    feats, labels, _ = synthetic
+    train(TrainConfig(str(feats), str(labels), str(tmp_path), epochs=1, frame_stride=2, **TINY))
+    model, _, info = load_model(tmp_path / "best.pt")
+    assert info["model_config"]["frame_stride"] == 2
+    x = torch.randn(2, 6, 12)
+    keep = x.clone()
+    keep[:, 1::2] = torch.randn(2, 3, 12)  # frames the model skips must not change its output
+    with torch.no_grad():
+        assert torch.allclose(model(x, torch.tensor([[1, 4, 5]] * 2)), model(keep, torch.tensor([[1, 4, 5]] * 2)))
+
+
+def test_select_on_loss_keeps_the_lowest_validation_loss(synthetic, tmp_path):
+    feats, labels, _ = synthetic
+    summary = train(TrainConfig(str(feats), str(labels), str(tmp_path), epochs=3, select_on="loss",
+                                label_smoothing=0.1, weight_decay=0.01, **TINY))
+    best = min(summary["history"], key=lambda h: h["val_loss"])
+    assert summary["best_epoch"] == best["epoch"]
+    assert torch.load(tmp_path / "best.pt", weights_only=True)["epoch"] == best["epoch"]
+    with pytest.raises(VcapError, match="--select-on"):
+        train(TrainConfig(str(feats), str(labels), str(tmp_path / "x"), select_on="cider", **TINY))

@@ -54,3 +54,60 @@ def test_torchrun_ranks_split_the_videos_and_write_one_manifest(tmp_path, make_v
     manifest = json.loads((out / "manifest.json").read_text())
     assert set(manifest["failures"]) == set(broken.values())
     assert all(np.load(out / f"{v}.npy").shape == (4, 4096) for v in videos)
+
+
+def synthetic_features(root: Path, videos: int = 12, frames: int = 5, dim: int = 16) -> tuple[Path, Path]:
+    """Features whose class decides the caption, as `vcap extract` would lay them out."""
+    rng = np.random.default_rng(0)
+    feats = root / "feats"
+    feats.mkdir()
+    words = ["red", "green", "blue"]
+    labels = []
+    for v in range(videos):
+        kind = v % 3
+        x = rng.normal(size=(frames, dim)).astype(np.float32)
+        x[:, kind] += 3
+        np.save(feats / f"v{v}.avi.npy", x)
+        labels.append({"id": f"v{v}.avi", "caption": [f"a {words[kind]} thing moves", f"the {words[kind]} thing"]})
+    (root / "labels.json").write_text(json.dumps(labels))
+    return feats, root / "labels.json"
+
+
+TRAIN = ["--hidden", "16", "--embed-dim", "8", "--dropout", "0", "--lr", "0.01", "--min-count", "1",
+         "--batch-size", "8", "--teacher-forcing", "always", "--patience", "0", "--device", "cpu",
+         "--precision", "fp32", "--val-fraction", "0.25"]
+
+
+def train_under_torchrun(ranks: int, feats: Path, labels: Path, out: Path, *extra: str):
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(ranks),
+               str(Path(cli.__file__)), "train", str(feats), str(labels), "--out", str(out), *TRAIN, *extra]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return _history(out)
+
+
+def _history(out: Path) -> list[dict]:
+    import csv
+
+    return list(csv.DictReader((out / "history.csv").open()))
+
+
+def test_two_ranks_follow_the_loss_curve_of_one_with_the_same_global_batch(tmp_path):
+    feats, labels = synthetic_features(tmp_path)
+    one = train_under_torchrun(1, feats, labels, tmp_path / "one", "--epochs", "4")
+    two = train_under_torchrun(2, feats, labels, tmp_path / "two", "--epochs", "4")
+    assert len(one) == len(two) == 4
+    for a, b in zip(one, two):
+        assert abs(float(a["train_loss"]) - float(b["train_loss"])) < 0.02 * float(a["train_loss"])
+        assert abs(float(a["val_loss"]) - float(b["val_loss"])) < 0.02 * float(a["val_loss"])
+    assert float(two[-1]["train_loss"]) < float(two[0]["train_loss"])
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["best.pt", "history.csv", "history.png", "last.pt"]
+
+
+def test_an_interrupted_two_rank_run_resumes(tmp_path):
+    feats, labels = synthetic_features(tmp_path)
+    straight = train_under_torchrun(2, feats, labels, tmp_path / "straight", "--epochs", "3")
+    train_under_torchrun(2, feats, labels, tmp_path / "resumed", "--epochs", "2")
+    resumed = train_under_torchrun(2, feats, labels, tmp_path / "resumed", "--epochs", "3", "--resume")
+    assert [r["epoch"] for r in resumed] == ["1", "2", "3"]
+    assert abs(float(resumed[-1]["train_loss"]) - float(straight[-1]["train_loss"])) < 1e-4
