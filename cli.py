@@ -102,28 +102,28 @@ def extract(videos, out, **options) -> None:
 @click.argument("labels", type=click.Path(dir_okay=False))
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for best.pt, last.pt, history.")
 @click.option("--model", "model_name", type=click.Choice(["attention", "s2vt"]), default="attention", show_default=True)
-@click.option("--hidden", type=int, default=512, show_default=True)
+@click.option("--hidden", type=int, default=256, show_default=True)
 @click.option("--embed-dim", type=int, default=300, show_default=True)
 @click.option("--dropout", type=float, default=0.35, show_default=True)
-@click.option("--lr", type=float, default=1e-4, show_default=True)
+@click.option("--lr", type=float, default=1e-3, show_default=True)
 @click.option("--batch-size", type=int, default=64, show_default=True)
-@click.option("--epochs", type=int, default=20, show_default=True)
+@click.option("--epochs", type=int, default=15, show_default=True)
 @click.option("--min-count", type=int, default=4, show_default=True, help="Rarer training words become <UNK>.")
 @click.option("--max-words", type=int, default=20, show_default=True, help="Truncate captions to this many words.")
 @click.option("--val-labels", type=click.Path(dir_okay=False), default=None, help="Held-out labels file.")
 @click.option("--val-fraction", type=float, default=0.1, show_default=True,
               help="Videos held out for validation when --val-labels is not given.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--patience", type=int, default=5, show_default=True, help="Early stopping; 0 disables.")
+@click.option("--patience", type=int, default=4, show_default=True, help="Early stopping; 0 disables.")
 @click.option("--grad-clip", type=float, default=5.0, show_default=True)
 @click.option("--teacher-forcing", default="inverse-sigmoid:1000", show_default=True,
               help="always | never | inverse-sigmoid:K (p = K/(K+exp(step/K))).")
 @click.option("--embeddings", type=click.Path(dir_okay=False), default=None,
               help="word2vec/GloVe text file to initialise word embeddings.")
-@click.option("--frame-stride", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--frame-stride", type=click.IntRange(min=1), default=4, show_default=True,
               help="Keep every k-th feature frame (also when captioning).")
 @click.option("--label-smoothing", type=float, default=0.0, show_default=True)
-@click.option("--weight-decay", type=float, default=0.0, show_default=True, help="AdamW decoupled weight decay.")
+@click.option("--weight-decay", type=float, default=0.01, show_default=True, help="AdamW decoupled weight decay.")
 @click.option("--select-on", type=click.Choice(["bleu1", "loss"]), default="loss", show_default=True,
               help="best.pt: highest validation BLEU@1 (greedy) or lowest validation loss.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
@@ -168,7 +168,8 @@ def evaluate_cmd(model, feats, labels, **options) -> None:
 @click.argument("videos", nargs=-1, required=True, type=click.Path())
 @click.option("--model", "model_path", envvar="VCAP_MODEL", type=click.Path(dir_okay=False),
               help="A checkpoint from `vcap train` (best.pt) [default: $VCAP_MODEL].")
-@click.option("--beam", type=click.IntRange(1), default=3, show_default=True, help="Beam width (1: greedy).")
+@click.option("--beam", type=click.IntRange(1), default=1, show_default=True,
+              help="Beam width (1: greedy, measured best on MSVD).")
 @click.option("--weights", default=None,
               help="Backbone weights file, when the model was trained on features made from one.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object {video: caption} at the end.")
@@ -207,12 +208,12 @@ def caption(videos, model_path, as_json, **options) -> None:
               help="Held-out labels for validation and the final scores [default: a share of LABELS].")
 @extraction_options
 @click.option("--captioner", type=click.Choice(["attention", "s2vt"]), default="attention", show_default=True)
-@click.option("--epochs", type=click.IntRange(1), default=20, show_default=True)
-@click.option("--hidden", type=click.IntRange(1), default=512, show_default=True)
-@click.option("--lr", type=float, default=1e-4, show_default=True)
+@click.option("--epochs", type=click.IntRange(1), default=15, show_default=True)
+@click.option("--hidden", type=click.IntRange(1), default=256, show_default=True)
+@click.option("--lr", type=float, default=1e-3, show_default=True)
 @click.option("--min-count", type=click.IntRange(1), default=4, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--beam", type=click.IntRange(1), default=3, show_default=True)
+@click.option("--beam", type=click.IntRange(1), default=1, show_default=True)
 @feature_options
 def run(videos, labels, out, val_labels, captioner, epochs, hidden, lr, min_count, seed, beam, **options) -> None:
     """Extract (resumable), train and evaluate in one command, everything under OUT."""

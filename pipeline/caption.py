@@ -19,7 +19,7 @@ from vcap_shared import VcapError, resolve_device
 @dataclass(frozen=True)
 class CaptionConfig:
     model: str
-    beam: int = 3
+    beam: int = 1  # greedy: better CIDEr and BLEU@1 than beam 3/5 on MSVD (bench/quality.py)
     weights: str | None = None  # the backbone weights file, when the model's features came from one
     device: str = "auto"
     precision: str = "auto"

@@ -19,7 +19,7 @@ class RunConfig:
     extract: ExtractConfig
     train: dict  # TrainConfig fields other than feats/labels/out
     val_labels: str | None = None
-    beam: int = 3
+    beam: int = 1
 
 
 def run_all(config: RunConfig) -> dict:

@@ -18,6 +18,6 @@ fi
 set -x
 vcap extract "$here/videos" "$out/feats" --frames 16 --backbone $backbone
 vcap train "$out/feats" "$here/labels.json" --val-labels "$here/heldout_labels.json" --out "$out/model" \
-    --hidden 128 --embed-dim 64 --batch-size 8 --lr 3e-3 --min-count 1 --epochs 40 --patience 0
+    --hidden 128 --embed-dim 64 --batch-size 8 --lr 3e-3 --min-count 1 --epochs 40 --patience 0 --frame-stride 1
 vcap caption "$here/videos/bunny_3.mp4" "$here/videos/carphone_3.mp4" "$here/videos/tree_2.mp4" \
     --model "$out/model/best.pt"
