@@ -5,7 +5,10 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
+
+if TYPE_CHECKING:  # torch is imported lazily: `vcap --help` should not wait for it
+    import torch
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -49,8 +52,8 @@ def resolve_device(name: str = "auto") -> "torch.device":
 
 
 def resolve_precision(precision: str, device: "torch.device") -> str:
-    """auto: bf16 autocast where the hardware runs it fast (CUDA with bf16, CPUs with AVX512-BF16/AMX:
-    about 3x fp32 on VGG16 here), fp16 on older GPUs, fp32 elsewhere."""
+    """auto: bf16 where the hardware runs it fast (CUDA with bf16, CPUs with AVX512-BF16/AMX: about 3x
+    fp32 on VGG16 here), fp16 on older GPUs, fp32 elsewhere."""
     import torch
 
     if precision not in ("auto", "fp32", "bf16", "fp16"):

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import copy
 import datetime
-import json
 import os
 import sys
 import zlib
 import time
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
 

@@ -1,5 +1,4 @@
 """Labels validation, vocabulary, feature pairing."""
-import json
 
 import numpy as np
 import pytest
