@@ -33,11 +33,6 @@ def setup(device: torch.device) -> bool:
     return True
 
 
-def teardown() -> None:
-    if dist.is_initialized():
-        dist.destroy_process_group()
-
-
 def my_part(indices: list[int]) -> list[int]:
     """This rank's contiguous part of `indices`: sizes differ by at most one, none is empty when there
     are at least as many indices as ranks."""
