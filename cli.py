@@ -144,7 +144,7 @@ def train_cmd(feats, labels, out, model_name, **options) -> None:
 @click.argument("feats", type=click.Path(file_okay=False))
 @click.argument("labels", type=click.Path(dir_okay=False))
 @click.option("--out", type=click.Path(file_okay=False), default=None,
-              help="Folder for predictions.txt/.json and metrics.json [default: the model's folder].")
+              help="Folder for predictions.txt/.json and metrics.json [default: eval-<LABELS stem> beside MODEL].")
 @click.option("--beam", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--batch-size", type=int, default=64, show_default=True)
 @click.option("--no-repeat-ngram", type=int, default=2, show_default=True, help="Block repeated n-grams; 0 disables.")

@@ -21,8 +21,8 @@ def evaluate(model_path: str | Path, feats: str | Path, labels: str | Path, out:
              progress: bool = True) -> dict:
     """Write OUT/predictions.txt ("video_id,caption", the MLDS format), predictions.json and metrics.json.
 
-    `out` defaults to the model's folder. Returns the metrics: MLDS BLEU@1 plus pycocoevalcap's
-    BLEU-1..4, METEOR (needs Java), ROUGE-L and CIDEr.
+    `out` defaults to MODEL_FOLDER/eval-<labels file stem>, so scoring other labels never overwrites these.
+    Returns the metrics: MLDS BLEU@1 plus pycocoevalcap's BLEU-1..4, METEOR (needs Java), ROUGE-L and CIDEr.
     """
     dev = resolve_device(device)
     model, vocab, info = load_model(model_path, dev)
@@ -44,7 +44,7 @@ def evaluate(model_path: str | Path, feats: str | Path, labels: str | Path, out:
     if coco:
         metrics.update(coco_metrics(preds, refs))
 
-    out = Path(out) if out is not None else Path(model_path).parent
+    out = Path(out) if out is not None else Path(model_path).parent / f"eval-{Path(labels).stem}"
     with atomic_write(out / "predictions.txt") as tmp:
         tmp.write_text("".join(f"{vid},{cap}\n" for vid, cap in preds.items()), encoding="utf-8")
     with atomic_write(out / "predictions.json") as tmp:

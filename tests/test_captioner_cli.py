@@ -29,6 +29,10 @@ def test_train_then_evaluate(tmp_path):
     preds = json.loads((tmp_path / "eval" / "predictions.json").read_text())
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert len(preds) == 32 and metrics["MLDS-BLEU@1"] > 0.9 and "CIDEr" in metrics
+    # Without --out, predictions go to a folder named after the labels, beside the model.
+    res = runner.invoke(main, ["evaluate", str(out / "best.pt"), str(feats), str(labels)])
+    assert res.exit_code == 0, res.output
+    assert (out / f"eval-{labels.stem}" / "predictions.txt").is_file() and not (out / "predictions.txt").exists()
 
 
 def test_bad_labels_exit_2_with_one_line(tmp_path):
