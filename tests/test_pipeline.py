@@ -2,10 +2,14 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
+import cli
 from cli import main
 
 CLASSES = {0: "a red square moves right", 1: "a green square moves right", 2: "a blue square moves right"}
@@ -84,3 +88,16 @@ def test_run_leaves_features_model_and_metrics_under_out(dataset):
     assert {"best.pt", "last.pt", "history.csv", "history.png"} <= {p.name for p in (out / "model").iterdir()}
     metrics = json.loads((out / "eval" / "metrics.json").read_text())
     assert 0 <= metrics["MLDS-BLEU@1"] <= 1
+
+
+def test_run_under_torchrun_shares_every_stage_and_reports_once(dataset):
+    out = dataset / "run2"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+               str(Path(cli.__file__)), "run", str(dataset / "videos"), str(dataset / "labels.json"),
+               "--out", str(out), *FEATURE_FLAGS, "--hidden", "32", "--epochs", "2", "--min-count", "1"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "extract 0/2" in result.stderr and "extract 1/2" in result.stderr  # each rank took a share
+    assert len(list((out / "feats").glob("*.npy"))) == len(list((dataset / "videos").iterdir()))
+    assert result.stdout.count("model: ") == 1  # rank 0 alone evaluates and reports
+    assert json.loads((out / "eval" / "metrics.json").read_text())["videos"] == 9
