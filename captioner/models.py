@@ -1,6 +1,7 @@
 """The two captioners: attention seq2seq (default) and S2VT, behind one encode/step interface.
 
-Both expose `encode(feats) -> state` and `step(words, state) -> (logits, state)`, where every tensor in
+Both expose `encode(feats) -> state` and `step(words, state) -> (logits, state)` (`advance` then `project`,
+split so that training can run the output layer once over all steps), where every tensor in
 `state` has the batch on dim 0, so training, greedy decoding and beam search share one loop and beam
 search can reorder hypotheses with `index_select(0, ...)`.
 """
@@ -36,26 +37,41 @@ class Captioner(nn.Module):
     def encode(self, feats: torch.Tensor) -> State:
         raise NotImplementedError
 
-    def step(self, words: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+    def advance(self, words: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        """Feed one word per sample: -> (the decoder output the next word is predicted from, new state)."""
         raise NotImplementedError
+
+    def project(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Decoder outputs (..., X) -> float logits (..., V)."""
+        return self.out(self.drop(hidden)).float()
+
+    def step(self, words: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        hidden, state = self.advance(words, state)
+        return self.project(hidden), state
 
     def forward(self, feats: torch.Tensor, captions: torch.Tensor, teacher_prob: float = 1.0) -> torch.Tensor:
         """feats (B, T, D), captions (B, L) starting with <BOS> -> logits (B, L-1, V) predicting captions[:, 1:].
 
         Scheduled sampling: at each step a sample feeds the ground-truth word with probability
         `teacher_prob`, else the model's own previous argmax, so training sees its own mistakes.
+        The output layer, most of a step's work with a large vocabulary, runs once over all steps at the
+        end; inside the loop it runs (without gradient) only at steps where some sample feeds its own word.
         """
         state = self.encode(feats)
         words = captions[:, 0]
-        out = []
+        own = torch.zeros(captions[:, 1:].shape, dtype=torch.bool, device=captions.device)  # (B, L-1)
+        if teacher_prob < 1.0:
+            own = torch.rand(own.shape, device=own.device) >= teacher_prob
+        steps_with_own = own.any(0).tolist()  # one device sync a batch, not one a step
+        hiddens = []
         for t in range(captions.shape[1] - 1):
-            logits, state = self.step(words, state)
-            out.append(logits)
+            hidden, state = self.advance(words, state)
+            hiddens.append(hidden)
             words = captions[:, t + 1]
-            if teacher_prob < 1.0:
-                use_truth = torch.rand(words.shape, device=words.device) < teacher_prob
-                words = torch.where(use_truth, words, logits.detach().argmax(-1))
-        return torch.stack(out, 1)
+            if steps_with_own[t]:
+                with torch.no_grad():
+                    words = torch.where(own[:, t], self.project(hidden).argmax(-1), words)
+        return self.project(torch.stack(hiddens, 1))
 
 
 class AttentionCaptioner(Captioner):
@@ -78,15 +94,14 @@ class AttentionCaptioner(Captioner):
         enc, (h, c) = self.encoder(self.drop(self.proj(self.frames(feats))))  # enc (B, T, H); h, c (1, B, H)
         return enc, self.att_keys(enc), h[0].float(), c[0].float()
 
-    def step(self, words: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+    def advance(self, words: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         enc, keys, h, c = state
         scores = self.att_v(torch.tanh(keys + self.att_query(h).unsqueeze(1))).squeeze(-1)  # (B, T)
         weights = scores.float().softmax(-1).to(enc.dtype)
         context = torch.bmm(weights.unsqueeze(1), enc).squeeze(1)  # (B, H)
         x = torch.cat([self.drop(self.embed(words)).to(context.dtype), context], -1)
         h, c = self.decoder(x, (h.to(x.dtype), c.to(x.dtype)))
-        logits = self.out(self.drop(torch.cat([h.to(context.dtype), context], -1)))  # (B, V)
-        return logits.float(), (enc, keys, h.float(), c.float())
+        return torch.cat([h.to(context.dtype), context], -1), (enc, keys, h.float(), c.float())
 
 
 class S2VTCaptioner(Captioner):
@@ -109,14 +124,13 @@ class S2VTCaptioner(Captioner):
         _, (h2, c2) = self.lstm2(torch.cat([o1, pad_words], -1))
         return h1[0].float(), c1[0].float(), h2[0].float(), c2[0].float()
 
-    def step(self, words: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+    def advance(self, words: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         h1, c1, h2, c2 = state
         pad_frame = h1.new_zeros(h1.shape[0], 1, h1.shape[1])  # (B, 1, H)
         o1, (h1, c1) = self.lstm1(pad_frame, (h1[None], c1[None]))
         x2 = torch.cat([o1, self.drop(self.embed(words)).unsqueeze(1).to(o1.dtype)], -1)
         o2, (h2, c2) = self.lstm2(x2, (h2[None].to(x2.dtype), c2[None].to(x2.dtype)))
-        logits = self.out(self.drop(o2[:, 0]))
-        return logits.float(), (h1[0].float(), c1[0].float(), h2[0].float(), c2[0].float())
+        return o2[:, 0], (h1[0].float(), c1[0].float(), h2[0].float(), c2[0].float())
 
 
 MODELS = {m.name: m for m in (AttentionCaptioner, S2VTCaptioner)}

@@ -9,7 +9,9 @@ from captioner.checkpoint import load_model
 from captioner.data import FeatureBank, attach_features, load_labels
 from captioner.decode import caption_features
 from captioner.metrics import mlds_bleu1_corpus
+from captioner.models import build_model
 from captioner.train import TrainConfig, teacher_schedule, train
+from captioner.vocab import BOS
 from captioner_fixtures import make_synthetic
 from vcap_shared import VcapError
 
@@ -84,6 +86,23 @@ def test_resume_continues_where_it_stopped(synthetic, tmp_path):
     a = torch.load(tmp_path / "a" / "last.pt", weights_only=True)["state_dict"]
     b = torch.load(tmp_path / "b" / "last.pt", weights_only=True)["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("name", ["attention", "s2vt"])
+def test_training_forward_matches_the_step_by_step_decoder(name):
+    """forward() runs the output layer once over all steps; it must equal feeding step() one word at a time:
+    the caption's words with teacher_prob 1, the model's own previous argmax with teacher_prob 0."""
+    torch.manual_seed(0)
+    model = build_model(name, feature_dim=12, vocab_size=30, hidden=16, embed_dim=8, dropout=0.0).eval()
+    feats, caps = torch.randn(3, 5, 12), torch.randint(4, 30, (3, 7))
+    caps[:, 0] = BOS
+    for teacher_prob in (1.0, 0.0):
+        state, words, expected = model.encode(feats), caps[:, 0], []
+        for t in range(caps.shape[1] - 1):
+            logits, state = model.step(words, state)
+            expected.append(logits)
+            words = caps[:, t + 1] if teacher_prob == 1.0 else logits.argmax(-1)
+        torch.testing.assert_close(model(feats, caps, teacher_prob), torch.stack(expected, 1))
 
 
 def test_teacher_forcing_schedule():
