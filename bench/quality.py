@@ -7,7 +7,9 @@ Usage:
 
 Each fold trains with `captioner.train.train` (checkpoint selection on `val_fraction` of the *training*
 fold, never on the held-out fold), decodes the held-out videos with `captioner.evaluate.evaluate`, and
-scores the nearest-neighbour baseline on the same held-out videos. Folds are fixed by
+scores two baselines on the same held-out videos: nearest neighbour (captions of the most similar training
+video) and blind (one caption for every video: the training caption with the best MLDS BLEU@1 on the training
+videos), which shows what the language alone earns. Folds are fixed by
 zlib.crc32(video id) % folds. Prints a table per fold and mean +- std over folds; writes only to a temp dir.
 Figures only; no assertions.
 """
@@ -74,6 +76,15 @@ def nearest_neighbour(feats: Path, train_videos: Videos, test_videos: Videos) ->
     return {vid: consensus_caption(train_videos[int(j)][1]) for (vid, _), j in zip(test_videos, sim.argmax(1))}
 
 
+def blind_caption(train_videos: Videos) -> str:
+    """The one training caption that scores the best MLDS BLEU@1 on the training videos when said of every one.
+
+    This is the best a captioner that ignores the video can do, learnt the same way (on the training fold).
+    """
+    candidates = sorted({" ".join(tokenize(c)) for _, caps in train_videos for c in caps})
+    return max(candidates, key=lambda c: mlds_bleu1_corpus({v: c for v, _ in train_videos}, dict(train_videos)))
+
+
 def score(preds: dict[str, str], videos: Videos) -> dict[str, float]:
     refs = {vid: caps for vid, caps in videos}
     return {"MLDS-BLEU@1": mlds_bleu1_corpus(preds, refs), **coco_metrics(preds, refs)}
@@ -108,8 +119,9 @@ def write_labels(path: Path, videos: Videos) -> Path:
 
 
 def run_split(feats: Path, train_videos: Videos, test_videos: Videos, overrides: dict,
-              decodings: list[tuple[int, float]], no_repeat_ngram: int, tmp: Path) -> tuple[list[dict], dict, dict]:
-    """-> (model metrics per (beam, length_alpha), NN-baseline metrics, info) for one train/held-out split."""
+              decodings: list[tuple[int, float]], no_repeat_ngram: int,
+              tmp: Path) -> tuple[list[dict], dict, dict, dict]:
+    """-> (model metrics per (beam, length_alpha), NN-baseline, blind-baseline metrics, info) for one split."""
     tmp.mkdir(parents=True, exist_ok=True)
     train_json = write_labels(tmp / "train.json", train_videos)
     test_json = write_labels(tmp / "heldout.json", test_videos)
@@ -123,9 +135,11 @@ def run_split(feats: Path, train_videos: Videos, test_videos: Videos, overrides:
             for i, (beam, alpha) in enumerate(decodings)]
     preds = json.loads((tmp / "eval0" / "predictions.json").read_text())
     nn_scores = score(nearest_neighbour(feats, train_videos, test_videos), test_videos)
-    info = {"train_s": seconds, "best_epoch": summary["best_epoch"], "epochs_run": summary["epochs_run"],
-            "vocab": summary["vocab_size"], "sample": next(iter(preds.items()))}
-    return [{k: o[k] for k in METRICS if k in o} for o in ours], nn_scores, info
+    blind = blind_caption(train_videos)
+    blind_scores = score({vid: blind for vid, _ in test_videos}, test_videos)
+    info = {"blind": blind, "train_s": seconds, "best_epoch": summary["best_epoch"],
+            "epochs_run": summary["epochs_run"], "vocab": summary["vocab_size"], "sample": next(iter(preds.items()))}
+    return [{k: o[k] for k in METRICS if k in o} for o in ours], nn_scores, blind_scores, info
 
 
 def fmt_row(name: str, m: dict) -> str:
@@ -168,7 +182,7 @@ def main() -> None:
           f"length_alpha {decodings[0][1]}, "
           f"no_repeat_ngram {args.no_repeat_ngram}", flush=True)
     runs: list[list[dict]] = [[] for _ in decodings]
-    nn_all = []
+    nn_all, blind_all = [], []
     t_start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="vcap-quality-") as tmp:
         if args.caption_vectors:
@@ -183,21 +197,23 @@ def main() -> None:
             print(f"caption vectors: {len(captions)} captions of {len(corpus) - len(excluded & set(corpus))} "
                   f"videos (excluding {len(excluded & set(corpus))} evaluated ones)", flush=True)
         for i, (name, train_videos, test_videos) in enumerate(splits):
-            ours, nn, info = run_split(args.feats, train_videos, test_videos, overrides, decodings,
+            ours, nn, blind, info = run_split(args.feats, train_videos, test_videos, overrides, decodings,
                                        args.no_repeat_ngram, Path(tmp) / str(i))
             for run, o in zip(runs, ours):
                 run.append(o)
             nn_all.append(nn)
+            blind_all.append(blind)
             print(f"\n{name}: {len(train_videos)} train / {len(test_videos)} held-out videos, vocab {info['vocab']}, "
                   f"best epoch {info['best_epoch']}/{info['epochs_run']}, train {info['train_s']:.0f} s; "
                   f"e.g. {info['sample'][0]}: {info['sample'][1]!r}")
             print(header())
             for name_, o in zip(names, ours):
                 print(fmt_row(name_, o))
-            print(fmt_row("nearest-nb", nn), flush=True)
+            print(fmt_row("nearest-nb", nn))
+            print(fmt_row("blind", blind) + f"   ({info['blind']!r} for every video)", flush=True)
     print(f"\nmean +- std over {len(splits)} split(s); total {time.perf_counter() - t_start:.0f} s")
     print(f"{'':<14}" + "".join(f"{k:>16}" for k in METRICS))
-    for name, results in [*zip(names, runs), ("nearest-nb", nn_all)]:
+    for name, results in [*zip(names, runs), ("nearest-nb", nn_all), ("blind", blind_all)]:
         cells = []
         for k in METRICS:
             vals = [r[k] for r in results if k in r]

@@ -15,7 +15,7 @@ from cli import main
 CLASSES = {0: "a red square moves right", 1: "a green square moves right", 2: "a blue square moves right"}
 FEATURE_FLAGS = ["--frames", "4", "--size", "64", "--weights", "none", "--workers", "0", "--device", "cpu"]
 TRAIN_FLAGS = ["--hidden", "32", "--embed-dim", "16", "--lr", "0.01", "--min-count", "1", "--epochs", "25",
-               "--batch-size", "8", "--patience", "0", "--frame-stride", "1", "--device", "cpu"]
+               "--batch-size", "8", "--patience", "0", "--frame-stride", "1", "--dropout", "0", "--device", "cpu"]
 
 
 @pytest.fixture
