@@ -81,8 +81,9 @@ def blind_caption(train_videos: Videos) -> str:
 
     This is the best a captioner that ignores the video can do, learnt the same way (on the training fold).
     """
-    candidates = sorted({" ".join(tokenize(c)) for _, caps in train_videos for c in caps})
-    return max(candidates, key=lambda c: mlds_bleu1_corpus({v: c for v, _ in train_videos}, dict(train_videos)))
+    refs = dict(train_videos)
+    candidates = sorted({" ".join(tokenize(c)) for caps in refs.values() for c in caps})
+    return max(candidates, key=lambda c: mlds_bleu1_corpus(dict.fromkeys(refs, c), refs))
 
 
 def score(preds: dict[str, str], videos: Videos) -> dict[str, float]:
@@ -198,7 +199,7 @@ def main() -> None:
                   f"videos (excluding {len(excluded & set(corpus))} evaluated ones)", flush=True)
         for i, (name, train_videos, test_videos) in enumerate(splits):
             ours, nn, blind, info = run_split(args.feats, train_videos, test_videos, overrides, decodings,
-                                       args.no_repeat_ngram, Path(tmp) / str(i))
+                                              args.no_repeat_ngram, Path(tmp) / str(i))
             for run, o in zip(runs, ours):
                 run.append(o)
             nn_all.append(nn)
