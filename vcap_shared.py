@@ -1,4 +1,5 @@
-"""The two things every stage shares: the user-facing error type and crash-safe file writes."""
+"""What every stage shares: the user-facing error type, crash-safe file writes, device and precision
+choice, and joining torchrun's process group."""
 from __future__ import annotations
 
 import contextlib
@@ -49,6 +50,20 @@ def resolve_device(name: str = "auto") -> "torch.device":
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise VcapError(f"--device {name}: no CUDA GPU is visible to PyTorch")
     return torch.device(name)
+
+
+def join_torchrun(device: "torch.device") -> bool:
+    """Under torchrun (WORLD_SIZE > 1), join its process group, once per process; False when running alone.
+
+    The group is kept for the life of the process, never destroyed and made again: a second group reads
+    the first one's stale addresses from torchrun's store and times out when rank 0 arrives late."""
+    if int(os.environ.get("WORLD_SIZE", 1)) <= 1:
+        return False
+    import torch.distributed as dist
+
+    if not dist.is_initialized():  # gloo carries CPU tensors (extraction's tallies) beside NCCL's CUDA ones
+        dist.init_process_group("cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo")
+    return True
 
 
 def resolve_precision(precision: str, device: "torch.device") -> str:

@@ -6,8 +6,6 @@ of one process with batch B. Only rank 0 writes files.
 """
 from __future__ import annotations
 
-import os
-
 import torch
 import torch.distributed as dist
 
@@ -22,15 +20,6 @@ def rank() -> int:
 
 def is_main() -> bool:
     return rank() == 0
-
-
-def setup(device: torch.device) -> bool:
-    """Join the process group torchrun describes (WORLD_SIZE > 1); False when running alone."""
-    if int(os.environ.get("WORLD_SIZE", 1)) <= 1:
-        return False
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return True
 
 
 def my_part(indices: list[int]) -> list[int]:

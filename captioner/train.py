@@ -16,7 +16,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from vcap_shared import VcapError, atomic_write, autocast, resolve_device, resolve_precision
+from vcap_shared import VcapError, atomic_write, autocast, join_torchrun, resolve_device, resolve_precision
 
 from . import distributed as ddp
 from .checkpoint import make_checkpoint, model_from_checkpoint, read_checkpoint, save_checkpoint
@@ -192,7 +192,7 @@ def train(config: TrainConfig) -> dict:
     schedule = teacher_schedule(config.teacher_forcing)
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device)
-    distributed = ddp.setup(device)  # under torchrun: one rank of a data-parallel run
+    distributed = join_torchrun(device)  # under torchrun: one rank of a data-parallel run
     out = Path(config.out)
     torch.manual_seed(config.seed)
 

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from extract.backbone import BACKBONES, FrameEncoder, load_backbone, weights_id
 from extract.manifest import check_settings, claim_folder, record_results
 from extract.sampler import BACKENDS, VIDEO_EXTENSIONS, read_frames
-from vcap_shared import VcapError, atomic_write, resolve_device, resolve_precision
+from vcap_shared import VcapError, atomic_write, join_torchrun, resolve_device, resolve_precision
 
 @dataclass(frozen=True)
 class ExtractConfig:
@@ -208,25 +208,31 @@ def extract_folder(source: str | os.PathLike, out: str | os.PathLike, config: Ex
     """`vcap extract`: one `<video id>.npy` per video in `out`; finished files are kept (resume).
 
     Under torchrun or with --shard, this process takes only its share of the videos."""
+    ranks = _patient_rank_group(config)
     summary = _extract_share(source, out, config)
-    summary.failed_everywhere = _failures_on_all_ranks(len(summary.failed))
+    summary.failed_everywhere = _failures_on_all_ranks(len(summary.failed), ranks)
     return summary
 
 
-def _failures_on_all_ranks(failed: int) -> int:
+def _patient_rank_group(config: ExtractConfig):
+    """Under torchrun, a gloo group of all ranks whose collectives wait up to a week: one rank's share can
+    take hours longer than another's. Made before the work, while the ranks start together; None alone."""
+    if not join_torchrun(resolve_device(config.device)):
+        return None
+    import torch.distributed as dist
+
+    return dist.new_group(backend="gloo", timeout=datetime.timedelta(days=7))
+
+
+def _failures_on_all_ranks(failed: int, ranks) -> int:
     """Under torchrun, wait for every rank and add up their failures. Waiting matters: torchrun stops all
     ranks as soon as one exits non-zero, so a rank that met a bad video must not exit before the others."""
-    if int(os.environ.get("WORLD_SIZE", 1)) <= 1:
+    if ranks is None:
         return failed
     import torch.distributed as dist
 
-    created = not dist.is_initialized()
-    if created:  # shares can take hours longer on one rank than another: a generous timeout
-        dist.init_process_group("gloo", timeout=datetime.timedelta(days=7))
     total = torch.tensor([failed])
-    dist.all_reduce(total)
-    if created:
-        dist.destroy_process_group()  # training may want its own (NCCL) group next
+    dist.all_reduce(total, group=ranks)
     return int(total)
 
 

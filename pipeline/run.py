@@ -8,7 +8,7 @@ from captioner import distributed as ddp
 from captioner.evaluate import evaluate
 from captioner.train import TrainConfig, train
 from extract.extractor import ExtractConfig, ExtractSummary, extract_folder
-from vcap_shared import resolve_device
+from vcap_shared import join_torchrun, resolve_device
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,7 +29,7 @@ def run_all(config: RunConfig) -> dict:
     Under torchrun every stage is shared by the ranks; rank 0 alone evaluates (the others get metrics None)."""
     out = Path(config.out)
     extracted: ExtractSummary = extract_folder(config.videos, out / "feats", config.extract)
-    if ddp.setup(resolve_device(config.extract.device)):
+    if join_torchrun(resolve_device(config.extract.device)):
         ddp.barrier()  # every rank's share of the features is on disk before any rank trains
     train_config = TrainConfig(feats=str(out / "feats"), labels=config.labels, out=str(out / "model"),
                                val_labels=config.val_labels, **config.train)

@@ -56,6 +56,35 @@ def test_torchrun_ranks_split_the_videos_and_write_one_manifest(tmp_path, make_v
     assert all(np.load(out / f"{v}.npy").shape == (4, 4096) for v in videos)
 
 
+LATE_RANK_0 = """
+import os, sys, time
+import torch, torch.distributed as dist
+from extract.extractor import ExtractConfig, extract_folder
+from vcap_shared import join_torchrun
+
+extract_folder(sys.argv[1], sys.argv[2], ExtractConfig(**eval(sys.argv[3])))
+assert dist.is_initialized(), "extraction left no process group for training to share"
+if os.environ["RANK"] == "0":
+    time.sleep(2)  # a late rank 0 made a re-created group read stale addresses and time out
+assert join_torchrun(torch.device("cpu"))
+total = torch.ones(1)
+dist.all_reduce(total)
+open(f"{sys.argv[2]}.rank{os.environ['RANK']}", "w").write(str(int(total)))
+"""
+
+
+def test_training_shares_the_process_group_extraction_made(tmp_path, make_video):
+    for i in range(2):
+        make_video(f"clip{i}.mp4", frames=8, seed=i)
+    script = tmp_path / "late_rank_0.py"
+    script.write_text(LATE_RANK_0)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+               str(script), str(tmp_path / "videos"), str(tmp_path / "feats"), repr(SMALL)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [(tmp_path / f"feats.rank{r}").read_text() for r in range(2)] == ["2", "2"]  # both joined one sum
+
+
 def synthetic_features(root: Path, videos: int = 12, frames: int = 5, dim: int = 16) -> tuple[Path, Path]:
     """Features whose class decides the caption, as `vcap extract` would lay them out."""
     rng = np.random.default_rng(0)
