@@ -126,8 +126,9 @@ def extract(videos, out, **options) -> None:
 @click.option("--weight-decay", type=float, default=0.01, show_default=True, help="AdamW decoupled weight decay.")
 @click.option("--select-on", type=click.Choice(["bleu1", "loss"]), default="loss", show_default=True,
               help="best.pt: highest validation BLEU@1 (greedy) or lowest validation loss.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True,
+              help="auto: bf16 autocast where supported, fp16 with loss scaling on GPUs without bf16.")
 @click.option("--cache-features", is_flag=True, help="Hold all features in RAM instead of reading them lazily.")
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
 def train_cmd(feats, labels, out, model_name, **options) -> None:
@@ -149,7 +150,7 @@ def train_cmd(feats, labels, out, model_name, **options) -> None:
 @click.option("--batch-size", type=int, default=64, show_default=True)
 @click.option("--no-repeat-ngram", type=int, default=2, show_default=True, help="Block repeated n-grams; 0 disables.")
 @click.option("--length-alpha", type=float, default=0.7, show_default=True, help="Beam length normalisation.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 def evaluate_cmd(model, feats, labels, **options) -> None:
     """Caption the videos of LABELS with MODEL and print MLDS BLEU@1 and the COCO metrics."""
     from captioner.evaluate import evaluate

@@ -47,9 +47,17 @@ def resolve_device(name: str = "auto") -> "torch.device":
         if not torch.cuda.is_available():
             return torch.device("cpu")
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise VcapError(f"--device {name}: no CUDA GPU is visible to PyTorch")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise VcapError(f"--device {name}: expected auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise VcapError(f"--device {name}: no CUDA GPU is visible to PyTorch")
+        if (device.index or 0) >= torch.cuda.device_count():
+            raise VcapError(f"--device {name}: PyTorch sees {torch.cuda.device_count()} GPU(s), cuda:0 to "
+                            f"cuda:{torch.cuda.device_count() - 1}")
+    return device
 
 
 def join_torchrun(device: "torch.device") -> bool:
@@ -59,9 +67,12 @@ def join_torchrun(device: "torch.device") -> bool:
     the first one's stale addresses from torchrun's store and times out when rank 0 arrives late."""
     if int(os.environ.get("WORLD_SIZE", 1)) <= 1:
         return False
+    import torch
     import torch.distributed as dist
 
-    if not dist.is_initialized():  # gloo carries CPU tensors (extraction's tallies) beside NCCL's CUDA ones
+    if not dist.is_initialized():  # gloo carries CPU tensors (loss tallies, captions) beside NCCL's CUDA ones
+        if device.type == "cuda":
+            torch.cuda.set_device(device)  # NCCL's own buffers go to this rank's GPU, not all to cuda:0
         dist.init_process_group("cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo")
     return True
 

@@ -58,7 +58,7 @@ class TrainConfig:
     weight_decay: float = 0.01  # decoupled (AdamW); 0 is plain Adam
     select_on: str = "loss"  # best.pt = best validation "bleu1" (greedy MLDS BLEU@1) or lowest "loss"
     device: str = "auto"
-    precision: str = "auto"  # "fp32", "bf16" or "auto" (bf16 autocast where the hardware supports it)
+    precision: str = "auto"  # "fp32", "bf16", "fp16" (GPU only, with loss scaling) or "auto"
     cache_features: bool = False
     resume: bool = False
     progress: bool = True

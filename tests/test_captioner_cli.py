@@ -44,6 +44,18 @@ def test_bad_labels_exit_2_with_one_line(tmp_path):
     assert res.output.count("\n") == 1 and res.output.startswith("vcap: error:") and "bad.json" in res.output
 
 
+@pytest.mark.parametrize("flags, reason", [
+    (["--device", "gpu"], "--device gpu: expected auto, cpu, cuda or cuda:N"),
+    (["--device", "cuda:7"], "--device cuda:7: "),  # no GPU here, or fewer than 8
+    (["--device", "cpu", "--precision", "fp16"], "--precision fp16 needs a GPU"),
+])
+def test_device_and_precision_mistakes_are_one_line(tmp_path, flags, reason):
+    feats, labels = make_synthetic(tmp_path, n_videos=4)
+    res = CliRunner().invoke(main, ["train", str(feats), str(labels), "--out", str(tmp_path / "o"), *flags])
+    assert res.exit_code == 2 and res.output.count("\n") == 1 and reason in res.output, res.output
+    assert not (tmp_path / "o").exists()
+
+
 def test_evaluate_rejects_a_non_checkpoint(tmp_path):
     feats, labels = make_synthetic(tmp_path, n_videos=4)
     fake = tmp_path / "fake.pt"
