@@ -3,8 +3,9 @@
 As written: `train_epoch` (bf16 autocast where supported, the output layer run once over all steps).
 Plain: the textbook loop in fp32, logits from `step()` at every step, on the same model and data.
 
-Usage: python bench/train.py [--samples 384] [--device cpu]
-Prints samples/s of one epoch (best of --repeats) for each precision and the ratio. Figures only; no assertions.
+Usage: python bench/train.py [--samples 384] [--device cpu] [--compile]
+Prints samples/s of one epoch (best of --repeats) for each loop and the ratios (--compile adds the loop as
+written with `vcap train --compile`). Figures only; no assertions.
 """
 from __future__ import annotations
 
@@ -58,11 +59,14 @@ def plain_epoch(model, loader, opt, device: torch.device, schedule) -> None:
 
 
 def run(items, vocab, device: torch.device, precision: str, model_name: str, batch: int, plain: bool = False,
-        seed: int = 0) -> float:
-    """Samples/s of one epoch: `train_epoch` in `precision`, or `plain_epoch` (fp32) when `plain`."""
+        compiled: bool = False, seed: int = 0) -> float:
+    """Samples/s of one epoch: `train_epoch` in `precision`, or `plain_epoch` (fp32) when `plain`;
+    `compiled` compiles the decoder step as `vcap train --compile` does (the warm-up epoch compiles)."""
     torch.manual_seed(seed)
     model = build_model(model_name, feature_dim=4096, vocab_size=len(vocab), hidden=512, embed_dim=300,
                         dropout=0.35).to(device)
+    if compiled:
+        model.advance = torch.compile(model.advance)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     ds = CaptionDataset(items, vocab, FeatureBank([p for _, _, p in items]), max_words=20)
@@ -88,7 +92,8 @@ def main() -> None:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--model", default="attention")
     ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--repeats", type=int, default=2, help="timed epochs per precision (best is reported)")
+    ap.add_argument("--repeats", type=int, default=2, help="timed epochs per loop (best is reported)")
+    ap.add_argument("--compile", action="store_true", help="also time the loop with the decoder step compiled")
     args = ap.parse_args()
     device = torch.device(args.device)
     precision = resolve_precision("auto", device)
@@ -96,13 +101,16 @@ def main() -> None:
         items, vocab = synthetic(Path(tmp), args.samples // 8, 80, 4096, 3000)
         print(f"{args.model} on {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
               f"{args.samples} samples (80x4096 features, vocab {len(vocab)}, <=20 words), batch {args.batch}")
-        fast, plain = 0.0, 0.0
+        fast, plain, compiled = 0.0, 0.0, 0.0
         for _ in range(args.repeats):  # interleaved, best of each: this VM's timings are noisy
             fast = max(fast, run(items, vocab, device, precision, args.model, args.batch))
             plain = max(plain, run(items, vocab, device, "fp32", args.model, args.batch, plain=True))
-    print(f"as written ({precision}):         {fast:8.1f} samples/s")
-    print(f"plain fp32 loop:            {plain:8.1f} samples/s")
-    print(f"ratio:                      {fast / plain:8.2f}x")
+            if args.compile:
+                compiled = max(compiled, run(items, vocab, device, precision, args.model, args.batch, compiled=True))
+    print(f"as written ({precision}):         {fast:8.1f} samples/s  {fast / plain:5.2f}x")
+    if args.compile:
+        print(f"as written, --compile:      {compiled:8.1f} samples/s  {compiled / plain:5.2f}x")
+    print(f"plain fp32 loop:            {plain:8.1f} samples/s  1.00x")
 
 
 if __name__ == "__main__":

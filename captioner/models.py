@@ -58,7 +58,8 @@ class Captioner(nn.Module):
         end; inside the loop it runs (without gradient) only at steps where some sample feeds its own word.
         """
         state = self.encode(feats)
-        words = captions[:, 0]
+        step_words = captions.t().contiguous()  # (L, B): each step's words contiguous, one stride for a compiled step
+        words = step_words[0]
         own = torch.zeros(captions[:, 1:].shape, dtype=torch.bool, device=captions.device)  # (B, L-1)
         if teacher_prob < 1.0:
             own = torch.rand(own.shape, device=own.device) >= teacher_prob
@@ -67,7 +68,7 @@ class Captioner(nn.Module):
         for t in range(captions.shape[1] - 1):
             hidden, state = self.advance(words, state)
             hiddens.append(hidden)
-            words = captions[:, t + 1]
+            words = step_words[t + 1]
             if steps_with_own[t]:
                 with torch.no_grad():
                     words = torch.where(own[:, t], self.project(hidden).argmax(-1), words)

@@ -60,6 +60,7 @@ class TrainConfig:
     device: str = "auto"
     precision: str = "auto"  # "fp32", "bf16", "fp16" (GPU only, with loss scaling) or "auto"
     cache_features: bool = False
+    compile: bool = False
     resume: bool = False
     progress: bool = True
 
@@ -119,6 +120,7 @@ def train_epoch(model: Captioner, loader: DataLoader, opt: torch.optim.Optimizer
 
 
 @torch.no_grad()
+@torch.compiler.set_stance("force_eager")  # a compiled training step would recompile for every decoding shape
 def validate(model: Captioner, vocab: Vocab, videos: list, bank: FeatureBank, dataset: CaptionDataset,
              device: torch.device, precision: str, batch_size: int, max_words: int) -> tuple[float, float]:
     """(teacher-forced loss, MLDS BLEU@1 of greedy captions) on held-out videos, each rank taking a part."""
@@ -230,6 +232,8 @@ def train(config: TrainConfig) -> dict:
             print(f"vcap: {found} of {len(vocab) - 4} words initialised from {config.embeddings}", file=sys.stderr)
         model.to(device)
 
+    if config.compile:  # fuses each decoder step's small ops; the first batch waits for the compiler
+        model.advance = torch.compile(model.advance)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     if opt_state is not None:
         opt.load_state_dict(opt_state)

@@ -88,6 +88,19 @@ def test_resume_continues_where_it_stopped(synthetic, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_compiled_training_follows_the_eager_loss_curve(synthetic, tmp_path):
+    feats, labels, _ = synthetic
+    cfg = dict(feats=str(feats), labels=str(labels), epochs=2, precision="fp32", **{**TINY, "dropout": 0.0})
+    eager = train(TrainConfig(out=str(tmp_path / "eager"), **cfg))["history"]
+    compiled = train(TrainConfig(out=str(tmp_path / "compiled"), compile=True, **cfg))["history"]
+    for a, b in zip(eager, compiled):
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-3)
+        assert b["val_loss"] == pytest.approx(a["val_loss"], rel=1e-3)
+    keys = [set(torch.load(tmp_path / run / "best.pt", weights_only=True)["state_dict"])
+            for run in ("eager", "compiled")]
+    assert keys[0] == keys[1]  # a plain model's parameter names: the checkpoint loads without torch.compile
+
+
 @pytest.mark.parametrize("name", ["attention", "s2vt"])
 def test_training_forward_matches_the_step_by_step_decoder(name):
     """forward() runs the output layer once over all steps; it must equal feeding step() one word at a time:
