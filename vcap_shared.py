@@ -40,13 +40,14 @@ def atomic_write(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
 
 
 def resolve_device(name: str = "auto") -> "torch.device":
-    """auto: the GPU when there is one (under torchrun, the one of this process's LOCAL_RANK), else the CPU."""
+    """auto: the GPU when there is one, else the CPU. auto and cuda name this process's GPU: under torchrun
+    the one of its LOCAL_RANK, so that ranks on one machine never share a GPU."""
     import torch
 
-    if name == "auto":
-        if not torch.cuda.is_available():
-            return torch.device("cpu")
+    if name in ("auto", "cuda") and torch.cuda.is_available():
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
+    if name == "auto":
+        return torch.device("cpu")
     try:
         device = torch.device(name)
     except RuntimeError:
@@ -54,7 +55,7 @@ def resolve_device(name: str = "auto") -> "torch.device":
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise VcapError(f"--device {name}: no CUDA GPU is visible to PyTorch")
-        if (device.index or 0) >= torch.cuda.device_count():
+        if device.index >= torch.cuda.device_count():
             raise VcapError(f"--device {name}: PyTorch sees {torch.cuda.device_count()} GPU(s), cuda:0 to "
                             f"cuda:{torch.cuda.device_count() - 1}")
     return device

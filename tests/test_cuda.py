@@ -82,7 +82,8 @@ def test_two_gpus_train_under_torchrun_with_nccl(tmp_path):
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                str(Path(cli.__file__)), "train", str(feats), str(labels), "--out", str(tmp_path / "model"),
                "--hidden", "32", "--embed-dim", "16", "--lr", "0.01", "--min-count", "1", "--epochs", "8",
-               "--batch-size", "16", "--teacher-forcing", "inverse-sigmoid:50", "--val-fraction", "0.25"]
+               "--batch-size", "16", "--teacher-forcing", "inverse-sigmoid:50", "--val-fraction", "0.25",
+               "--device", "cuda"]  # under torchrun, cuda means each rank's own GPU
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     rows = list(csv.DictReader((tmp_path / "model" / "history.csv").open()))

@@ -7,9 +7,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
+import torch
 
 import cli
 from extract.extractor import ExtractConfig, extract_folder, in_share
+from vcap_shared import VcapError, resolve_device
 
 SMALL = dict(frames=4, size=64, weights="none", device="cpu", workers=0)
 FLAGS = ["--frames", "4", "--size", "64", "--weights", "none", "--workers", "0", "--device", "cpu"]
@@ -54,6 +57,16 @@ def test_torchrun_ranks_split_the_videos_and_write_one_manifest(tmp_path, make_v
     manifest = json.loads((out / "manifest.json").read_text())
     assert set(manifest["failures"]) == set(broken.values())
     assert all(np.load(out / f"{v}.npy").shape == (4, 4096) for v in videos)
+
+
+def test_each_rank_takes_the_gpu_of_its_local_rank(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    monkeypatch.setenv("LOCAL_RANK", "5")
+    assert resolve_device("auto") == resolve_device("cuda") == torch.device("cuda", 1)
+    assert resolve_device("cuda:2") == torch.device("cuda", 2) and resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(VcapError, match="sees 4 GPU"):
+        resolve_device("cuda:4")
 
 
 LATE_RANK_0 = """
