@@ -58,8 +58,10 @@ class Captioner(nn.Module):
         end; inside the loop it runs (without gradient) only at steps where some sample feeds its own word.
         """
         state = self.encode(feats)
-        step_words = captions.t().contiguous()  # (L, B): each step's words contiguous, one stride for a compiled step
-        words = step_words[0]
+        # Each step gets its words as a fresh contiguous tensor, as sampled words are: a compiled step then sees
+        # one stride and no views (a column slice, or a row of a (L, B) copy, recompiled it).
+        step_words = captions.t().contiguous()
+        words = step_words[0].clone()
         own = torch.zeros(captions[:, 1:].shape, dtype=torch.bool, device=captions.device)  # (B, L-1)
         if teacher_prob < 1.0:
             own = torch.rand(own.shape, device=own.device) >= teacher_prob
@@ -68,7 +70,7 @@ class Captioner(nn.Module):
         for t in range(captions.shape[1] - 1):
             hidden, state = self.advance(words, state)
             hiddens.append(hidden)
-            words = step_words[t + 1]
+            words = step_words[t + 1].clone()
             if steps_with_own[t]:
                 with torch.no_grad():
                     words = torch.where(own[:, t], self.project(hidden).argmax(-1), words)
