@@ -178,7 +178,9 @@ class FeatureExtractor:
             taken += len(chunk)
             if taken == size:
                 break
-        batch = torch.cat(parts).to(self.device, non_blocking=True)
+        # Each part is a slice of a pinned tensor: copy the parts and join them on the device, since
+        # joining first would make a pageable copy whose transfer blocks.
+        batch = torch.cat([part.to(self.device, non_blocking=True) for part in parts])
         with torch.inference_mode():
             out = self.encoder(batch).cpu()  # (size, D) float32
         for (i, n), feats in zip(owners, out.split([n for _, n in owners])):
