@@ -130,8 +130,8 @@ def extract(videos, out, **options) -> None:
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True,
               help="auto: bf16 autocast where supported, fp16 with loss scaling on GPUs without bf16.")
 @click.option("--cache-features", is_flag=True, help="Hold all features in RAM instead of reading them lazily.")
-@click.option("--compile", is_flag=True, help="torch.compile each decoder step: faster epochs after a compile "
-              "of ~20 s (1.15-1.2x on a 2-core CPU).")
+@click.option("--compile", is_flag=True, help="torch.compile each decoder step: faster epochs after a one-off "
+              "compile (20-40 s on 2 cores); see the README's figures.")
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
 def train_cmd(feats, labels, out, model_name, **options) -> None:
     """Train a captioner on cached FEATS and an MLDS-format LABELS file."""
