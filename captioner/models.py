@@ -58,10 +58,7 @@ class Captioner(nn.Module):
         end; inside the loop it runs (without gradient) only at steps where some sample feeds its own word.
         """
         state = self.encode(feats)
-        # Each step gets its words as a fresh contiguous tensor, as sampled words are: a compiled step then sees
-        # one stride and no views (a column slice, or a row of a (L, B) copy, recompiled it).
-        step_words = captions.t().contiguous()
-        words = step_words[0].clone()
+        words = _fresh_column(captions, 0)
         own = torch.zeros(captions[:, 1:].shape, dtype=torch.bool, device=captions.device)  # (B, L-1)
         if teacher_prob < 1.0:
             own = torch.rand(own.shape, device=own.device) >= teacher_prob
@@ -70,11 +67,17 @@ class Captioner(nn.Module):
         for t in range(captions.shape[1] - 1):
             hidden, state = self.advance(words, state)
             hiddens.append(hidden)
-            words = step_words[t + 1].clone()
+            words = _fresh_column(captions, t + 1)
             if steps_with_own[t]:
                 with torch.no_grad():
                     words = torch.where(own[:, t], self.project(hidden).argmax(-1), words)
         return self.project(torch.stack(hiddens, 1))
+
+
+def _fresh_column(captions: torch.Tensor, t: int) -> torch.Tensor:
+    """captions[:, t] as a new contiguous tensor, like the sampled words that may replace it: a compiled step
+    then always sees one stride and no view (the plain slice recompiled it for every caption length)."""
+    return captions[:, t].clone(memory_format=torch.contiguous_format)
 
 
 class AttentionCaptioner(Captioner):

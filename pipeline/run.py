@@ -8,7 +8,6 @@ from captioner import distributed as ddp
 from captioner.evaluate import evaluate
 from captioner.train import TrainConfig, train
 from extract.extractor import ExtractConfig, ExtractSummary, extract_folder
-from vcap_shared import join_torchrun, resolve_device
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,8 +28,7 @@ def run_all(config: RunConfig) -> dict:
     Under torchrun every stage is shared by the ranks; rank 0 alone evaluates (the others get metrics None)."""
     out = Path(config.out)
     extracted: ExtractSummary = extract_folder(config.videos, out / "feats", config.extract)
-    if join_torchrun(resolve_device(config.extract.device)):
-        ddp.barrier()  # every rank's share of the features is on disk before any rank trains
+    ddp.barrier()  # under torchrun (joined by extraction): every rank's features are on disk before training
     train_config = TrainConfig(feats=str(out / "feats"), labels=config.labels, out=str(out / "model"),
                                val_labels=config.val_labels, **config.train)
     trained = train(train_config)

@@ -6,6 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
+# Training settings small enough for a test to learn the synthetic captions in seconds.
+TINY = dict(hidden=32, embed_dim=16, dropout=0.1, lr=1e-2, batch_size=16, min_count=1, progress=False)
+
 SUBJECTS = ["man", "woman", "dog", "cat", "child", "panda"]
 ACTIONS = ["running", "cooking", "swimming", "dancing", "singing", "riding"]
 PLACES = ["street", "kitchen", "pool", "stage", "park", "road"]

@@ -12,10 +12,9 @@ from captioner.metrics import mlds_bleu1_corpus
 from captioner.models import build_model
 from captioner.train import TrainConfig, teacher_schedule, train
 from captioner.vocab import BOS
-from captioner_fixtures import make_synthetic
+from captioner_fixtures import TINY, make_synthetic
 from vcap_shared import VcapError
 
-TINY = dict(hidden=32, embed_dim=16, dropout=0.1, lr=1e-2, batch_size=16, min_count=1, progress=False)
 
 
 @pytest.fixture(scope="module")

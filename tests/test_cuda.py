@@ -16,14 +16,13 @@ from click.testing import CliRunner
 import cli
 from captioner.checkpoint import load_model
 from captioner.train import TrainConfig, train
-from captioner_fixtures import make_synthetic
+from captioner_fixtures import TINY, make_synthetic
 from extract.backbone import load_backbone
 from extract.extractor import ExtractConfig, FeatureExtractor
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
 
 SMALL = dict(frames=4, size=64, weights="none")
-TINY = dict(hidden=32, embed_dim=16, dropout=0.1, lr=1e-2, batch_size=16, min_count=1, progress=False)
 
 
 def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
