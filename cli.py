@@ -5,7 +5,7 @@ import sys
 
 import click
 
-from vcap_shared import VcapError
+from vcap.errors import VcapError
 
 
 class _Group(click.Group):
@@ -84,7 +84,7 @@ def extraction_options(command):
 def extract(videos, out, **options) -> None:
     """Turn every video in VIDEOS (a folder, searched recursively, or one file) into OUT/<file name>.npy,
     float32 of shape (frames, feature dim). Finished files are kept: run again to resume."""
-    from extract.extractor import ExtractConfig, extract_folder
+    from vcap.extract.extractor import ExtractConfig, extract_folder
 
     summary = extract_folder(videos, out, ExtractConfig(**options))
     elsewhere = summary.failed_everywhere - len(summary.failed)
@@ -135,7 +135,7 @@ def extract(videos, out, **options) -> None:
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
 def train_cmd(feats, labels, out, model_name, **options) -> None:
     """Train a captioner on cached FEATS and an MLDS-format LABELS file."""
-    from captioner.train import TrainConfig, train
+    from vcap.captioner.train import TrainConfig, train
 
     summary = train(TrainConfig(feats=feats, labels=labels, out=out, model=model_name, **options))
     click.echo(f"best val BLEU@1 {summary['best_val_bleu1']:.4f} at epoch {summary['best_epoch']} "
@@ -155,7 +155,7 @@ def train_cmd(feats, labels, out, model_name, **options) -> None:
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 def evaluate_cmd(model, feats, labels, **options) -> None:
     """Caption the videos of LABELS with MODEL and print MLDS BLEU@1 and the COCO metrics."""
-    from captioner.evaluate import evaluate
+    from vcap.captioner.evaluate import evaluate
 
     metrics = evaluate(model, feats, labels, **options)
     click.echo(f"MLDS BLEU@1: {metrics['MLDS-BLEU@1']:.4f}  ({metrics['videos']} videos, beam {metrics['beam']})")
@@ -183,7 +183,7 @@ def caption(videos, model_path, as_json, **options) -> None:
     Prints `<file>: <caption>` per video; unreadable videos get one line each on stderr and exit code 1."""
     import json
 
-    from pipeline.caption import CaptionConfig, caption_videos
+    from vcap.pipeline.caption import CaptionConfig, caption_videos
 
     if not model_path:
         raise VcapError("no model: pass --model PATH (a best.pt from `vcap train`) or set VCAP_MODEL")
@@ -220,8 +220,8 @@ def caption(videos, model_path, as_json, **options) -> None:
 @feature_options
 def run(videos, labels, out, val_labels, captioner, epochs, hidden, lr, min_count, seed, beam, **options) -> None:
     """Extract (resumable), train and evaluate in one command, everything under OUT."""
-    from extract.extractor import ExtractConfig
-    from pipeline.run import RunConfig, run_all
+    from vcap.extract.extractor import ExtractConfig
+    from vcap.pipeline.run import RunConfig, run_all
 
     train = dict(model=captioner, epochs=epochs, hidden=hidden, lr=lr, min_count=min_count, seed=seed,
                  device=options["device"])

@@ -18,10 +18,9 @@ from pathlib import Path
 import cv2
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from extract.backbone import load_backbone  # noqa: E402
-from extract.extractor import ExtractConfig, FeatureExtractor  # noqa: E402
-from extract.sampler import VIDEO_EXTENSIONS, sample_indices  # noqa: E402
+from vcap.extract.backbone import load_backbone  # noqa: E402
+from vcap.extract.extractor import ExtractConfig, FeatureExtractor  # noqa: E402
+from vcap.extract.sampler import VIDEO_EXTENSIONS, sample_indices  # noqa: E402
 
 SHARED_CLIPS = Path(__file__).resolve().parents[2] / "shared" / "data" / "msvd" / "videos"
 

@@ -27,12 +27,12 @@ from pathlib import Path
 
 import numpy as np
 
-from captioner.data import load_labels
-from captioner.embeddings import caption_word_vectors, write_word_vectors
-from captioner.evaluate import evaluate
-from captioner.metrics import coco_metrics, mlds_bleu1_corpus
-from captioner.train import TrainConfig, train
-from captioner.vocab import tokenize
+from vcap.captioner.data import load_labels
+from vcap.captioner.embeddings import caption_word_vectors, write_word_vectors
+from vcap.captioner.evaluate import evaluate
+from vcap.captioner.metrics import coco_metrics, mlds_bleu1_corpus
+from vcap.captioner.train import TrainConfig, train
+from vcap.captioner.vocab import tokenize
 
 MSVD = Path(__file__).resolve().parents[2] / "shared" / "data" / "msvd"
 METRICS = ["MLDS-BLEU@1", "BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr"]

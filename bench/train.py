@@ -18,11 +18,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from captioner.data import CaptionDataset, FeatureBank
-from captioner.models import build_model
-from captioner.train import teacher_schedule, train_epoch
-from captioner.vocab import PAD, SPECIALS, Vocab
-from vcap_shared import resolve_precision
+from vcap.captioner.data import CaptionDataset, FeatureBank
+from vcap.captioner.models import build_model
+from vcap.captioner.train import teacher_schedule, train_epoch
+from vcap.captioner.vocab import PAD, SPECIALS, Vocab
+from vcap.device import resolve_precision
 
 
 def synthetic(root: Path, videos: int, frames: int, dim: int, vocab_size: int, seed: int = 0):

@@ -5,7 +5,9 @@ from pathlib import Path
 
 import torch
 
-from vcap_shared import VcapError, atomic_write
+from vcap.errors import VcapError
+
+from vcap.files import atomic_write
 
 from .models import MODELS, Captioner, build_model
 from .vocab import Vocab

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from vcap_shared import VcapError
+from vcap.errors import VcapError
 
 from .vocab import PAD, Vocab
 

@@ -7,7 +7,7 @@ from typing import Iterable
 import numpy as np
 import torch
 
-from vcap_shared import VcapError
+from vcap.errors import VcapError
 
 from .vocab import Vocab, tokenize
 

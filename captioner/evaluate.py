@@ -7,7 +7,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from vcap_shared import atomic_write, resolve_device
+from vcap.device import resolve_device
+
+from vcap.files import atomic_write
 
 from .checkpoint import load_model
 from .data import FeatureBank, attach_features, load_labels

@@ -16,7 +16,11 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from vcap_shared import VcapError, atomic_write, autocast, join_torchrun, resolve_device, resolve_precision
+from vcap.device import autocast, join_torchrun, resolve_device, resolve_precision
+
+from vcap.errors import VcapError
+
+from vcap.files import atomic_write
 
 from . import distributed as ddp
 from .checkpoint import make_checkpoint, model_from_checkpoint, read_checkpoint, save_checkpoint

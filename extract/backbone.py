@@ -10,7 +10,7 @@ import torch
 import torchvision
 from torch import nn
 
-from vcap_shared import VcapError
+from vcap.errors import VcapError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

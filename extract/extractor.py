@@ -18,10 +18,12 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from extract.backbone import BACKBONES, FrameEncoder, load_backbone, weights_id
-from extract.manifest import check_settings, claim_folder, record_results
-from extract.sampler import BACKENDS, VIDEO_EXTENSIONS, read_frames
-from vcap_shared import VcapError, atomic_write, join_torchrun, resolve_device, resolve_precision
+from vcap.extract.backbone import BACKBONES, FrameEncoder, load_backbone, weights_id
+from vcap.extract.manifest import check_settings, claim_folder, record_results
+from vcap.extract.sampler import BACKENDS, VIDEO_EXTENSIONS, read_frames
+from vcap.device import join_torchrun, resolve_device, resolve_precision
+from vcap.errors import VcapError
+from vcap.files import atomic_write
 
 @dataclass(frozen=True)
 class ExtractConfig:

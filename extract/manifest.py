@@ -12,7 +12,9 @@ import platform
 from pathlib import Path
 from typing import Iterator
 
-from vcap_shared import VcapError, atomic_write
+from vcap.errors import VcapError
+
+from vcap.files import atomic_write
 
 try:
     import fcntl
@@ -86,7 +88,7 @@ def versions() -> dict:
     import torch
     import torchvision
 
-    from extract.sampler import decord
+    from vcap.extract.sampler import decord
 
     return {
         "python": platform.python_version(),

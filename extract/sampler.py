@@ -16,7 +16,7 @@ import numpy as np
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # ffmpeg's own chatter about broken packets
 import cv2  # noqa: E402
 
-from vcap_shared import VcapError  # noqa: E402
+from vcap.errors import VcapError  # noqa: E402
 
 try:
     import decord

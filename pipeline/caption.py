@@ -9,11 +9,12 @@ from typing import Iterator, Sequence
 
 import torch
 
-from captioner.checkpoint import load_model
-from captioner.decode import caption_features
-from extract.backbone import weights_id
-from extract.extractor import ExtractConfig, FeatureExtractor, find_videos
-from vcap_shared import VcapError, resolve_device
+from vcap.captioner.checkpoint import load_model
+from vcap.captioner.decode import caption_features
+from vcap.extract.backbone import weights_id
+from vcap.extract.extractor import ExtractConfig, FeatureExtractor, find_videos
+from vcap.device import resolve_device
+from vcap.errors import VcapError
 
 
 @dataclass(frozen=True)

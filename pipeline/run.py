@@ -4,10 +4,10 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from captioner import distributed as ddp
-from captioner.evaluate import evaluate
-from captioner.train import TrainConfig, train
-from extract.extractor import ExtractConfig, ExtractSummary, extract_folder
+from vcap.captioner import distributed as ddp
+from vcap.captioner.evaluate import evaluate
+from vcap.captioner.train import TrainConfig, train
+from vcap.extract.extractor import ExtractConfig, ExtractSummary, extract_folder
 
 
 @dataclasses.dataclass(frozen=True)

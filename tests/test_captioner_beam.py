@@ -2,10 +2,10 @@
 import pytest
 import torch
 
-from captioner.beam import beam_search, repeat_bans
-from captioner.decode import caption_features, decode, greedy_search, sequence_logprob
-from captioner.models import build_model
-from captioner.vocab import SPECIALS, Vocab
+from vcap.captioner.beam import beam_search, repeat_bans
+from vcap.captioner.decode import caption_features, decode, greedy_search, sequence_logprob
+from vcap.captioner.models import build_model
+from vcap.captioner.vocab import SPECIALS, Vocab
 
 
 def _model(name="attention", seed=0, vocab_size=12):

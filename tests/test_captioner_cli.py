@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from captioner_fixtures import make_synthetic
-from cli import main
+from vcap.cli import main
 
 MSVD = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "msvd"
 
@@ -66,7 +66,7 @@ def test_evaluate_rejects_a_non_checkpoint(tmp_path):
 
 @pytest.mark.skipif(not (MSVD / "feat").is_dir(), reason="shared MSVD data not present")
 def test_real_msvd_features_train_one_epoch(tmp_path):
-    from captioner.train import TrainConfig, train
+    from vcap.captioner.train import TrainConfig, train
 
     summary = train(TrainConfig(str(MSVD / "feat"), str(MSVD / "dev_label.json"), str(tmp_path), hidden=32,
                                 embed_dim=16, epochs=1, batch_size=64, max_words=8, progress=False))

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from captioner.data import attach_features, load_labels
-from captioner.vocab import BOS, EOS, UNK, Vocab, tokenize
-from vcap_shared import VcapError
+from vcap.captioner.data import attach_features, load_labels
+from vcap.captioner.vocab import BOS, EOS, UNK, Vocab, tokenize
+from vcap.errors import VcapError
 
 
 def test_tokenize_lowercases_and_strips_punctuation():

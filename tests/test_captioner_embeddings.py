@@ -1,8 +1,8 @@
 """Word vectors learnt from captions put words used in the same contexts close together."""
 import numpy as np
 
-from captioner.embeddings import caption_word_vectors, load_word_vectors, write_word_vectors
-from captioner.vocab import SPECIALS, Vocab
+from vcap.captioner.embeddings import caption_word_vectors, load_word_vectors, write_word_vectors
+from vcap.captioner.vocab import SPECIALS, Vocab
 
 
 def test_caption_word_vectors_group_interchangeable_words(tmp_path):

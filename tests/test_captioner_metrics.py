@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from captioner.metrics import coco_metrics, java_available, mlds_bleu1, mlds_bleu1_corpus
+from vcap.captioner.metrics import coco_metrics, java_available, mlds_bleu1, mlds_bleu1_corpus
 
 
 def test_exact_match_scores_one():
@@ -50,7 +50,7 @@ def test_coco_metrics_with_java():
 
 
 def test_coco_metrics_without_java(monkeypatch, capsys):
-    monkeypatch.setattr("captioner.metrics.java_available", lambda: False)
+    monkeypatch.setattr("vcap.captioner.metrics.java_available", lambda: False)
     refs = {"v1": ["A man is playing a guitar."], "v2": ["a dog runs"]}
     m = coco_metrics({"v1": "a man is playing a guitar", "v2": "a dog runs"}, refs)
     assert "METEOR" not in m and m["BLEU-1"] == pytest.approx(1.0, abs=1e-6)

@@ -5,15 +5,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from captioner.checkpoint import load_model
-from captioner.data import FeatureBank, attach_features, load_labels
-from captioner.decode import caption_features
-from captioner.metrics import mlds_bleu1_corpus
-from captioner.models import build_model
-from captioner.train import TrainConfig, teacher_schedule, train
-from captioner.vocab import BOS
+from vcap.captioner.checkpoint import load_model
+from vcap.captioner.data import FeatureBank, attach_features, load_labels
+from vcap.captioner.decode import caption_features
+from vcap.captioner.metrics import mlds_bleu1_corpus
+from vcap.captioner.models import build_model
+from vcap.captioner.train import TrainConfig, teacher_schedule, train
+from vcap.captioner.vocab import BOS
 from captioner_fixtures import TINY, make_synthetic
-from vcap_shared import VcapError
+from vcap.errors import VcapError
 
 
 

@@ -6,19 +6,18 @@ import csv
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
 
-import cli
-from captioner.checkpoint import load_model
-from captioner.train import TrainConfig, train
+from vcap import cli
+from vcap.captioner.checkpoint import load_model
+from vcap.captioner.train import TrainConfig, train
 from captioner_fixtures import TINY, make_synthetic
-from extract.backbone import load_backbone
-from extract.extractor import ExtractConfig, FeatureExtractor
+from vcap.extract.backbone import load_backbone
+from vcap.extract.extractor import ExtractConfig, FeatureExtractor
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
 
@@ -79,7 +78,7 @@ def test_run_and_caption_on_the_gpu(tmp_path, make_video):
 def test_two_gpus_train_under_torchrun_with_nccl(tmp_path):
     feats, labels = make_synthetic(tmp_path, n_videos=48, seed=0)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-               str(Path(cli.__file__)), "train", str(feats), str(labels), "--out", str(tmp_path / "model"),
+               "-m", "vcap", "train", str(feats), str(labels), "--out", str(tmp_path / "model"),
                "--hidden", "32", "--embed-dim", "16", "--lr", "0.01", "--min-count", "1", "--epochs", "8",
                "--batch-size", "16", "--teacher-forcing", "inverse-sigmoid:50", "--val-fraction", "0.25",
                "--device", "cuda"]  # under torchrun, cuda means each rank's own GPU

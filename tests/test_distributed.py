@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-import cli
-from extract.extractor import ExtractConfig, extract_folder, in_share
-from vcap_shared import VcapError, resolve_device
+from vcap.extract.extractor import ExtractConfig, extract_folder, in_share
+from vcap.device import resolve_device
+from vcap.errors import VcapError
 
 SMALL = dict(frames=4, size=64, weights="none", device="cpu", workers=0)
 FLAGS = ["--frames", "4", "--size", "64", "--weights", "none", "--workers", "0", "--device", "cpu"]
@@ -49,7 +49,7 @@ def test_torchrun_ranks_split_the_videos_and_write_one_manifest(tmp_path, make_v
     broken = broken_file_in_each_share(tmp_path / "videos", 2)
     out = tmp_path / "feats"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-               str(Path(cli.__file__)), "extract", str(tmp_path / "videos"), str(out), *FLAGS]
+               "-m", "vcap", "extract", str(tmp_path / "videos"), str(out), *FLAGS]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode != 0  # each rank met one broken file and says so
     assert "extract 0/2" in result.stderr and "extract 1/2" in result.stderr
@@ -72,8 +72,8 @@ def test_each_rank_takes_the_gpu_of_its_local_rank(monkeypatch):
 LATE_RANK_0 = """
 import os, sys, time
 import torch, torch.distributed as dist
-from extract.extractor import ExtractConfig, extract_folder
-from vcap_shared import join_torchrun
+from vcap.extract.extractor import ExtractConfig, extract_folder
+from vcap.device import join_torchrun
 
 extract_folder(sys.argv[1], sys.argv[2], ExtractConfig(**eval(sys.argv[3])))
 assert dist.is_initialized(), "extraction left no process group for training to share"
@@ -122,7 +122,7 @@ TRAIN = ["--hidden", "16", "--embed-dim", "8", "--dropout", "0", "--lr", "0.01",
 
 def train_under_torchrun(ranks: int, feats: Path, labels: Path, out: Path, *extra: str):
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(ranks),
-               str(Path(cli.__file__)), "train", str(feats), str(labels), "--out", str(out), *TRAIN, *extra]
+               "-m", "vcap", "train", str(feats), str(labels), "--out", str(out), *TRAIN, *extra]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     return _history(out)

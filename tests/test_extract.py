@@ -10,11 +10,11 @@ import torch
 import torchvision
 from click.testing import CliRunner
 
-from cli import main
-from extract import backbone as backbone_module
-from extract.backbone import load_backbone
-from extract.extractor import ExtractConfig, FeatureExtractor, extract_folder, find_videos
-from vcap_shared import VcapError
+from vcap.cli import main
+from vcap.extract import backbone as backbone_module
+from vcap.extract.backbone import load_backbone
+from vcap.extract.extractor import ExtractConfig, FeatureExtractor, extract_folder, find_videos
+from vcap.errors import VcapError
 
 SMALL = dict(frames=4, size=64, weights="none", device="cpu", workers=0)
 

@@ -4,13 +4,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-import cli
-from cli import main
+from vcap.cli import main
 
 CLASSES = {0: "a red square moves right", 1: "a green square moves right", 2: "a blue square moves right"}
 FEATURE_FLAGS = ["--frames", "4", "--size", "64", "--weights", "none", "--workers", "0", "--device", "cpu"]
@@ -93,7 +91,7 @@ def test_run_leaves_features_model_and_metrics_under_out(dataset):
 def test_run_under_torchrun_shares_every_stage_and_reports_once(dataset):
     out = dataset / "run2"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-               str(Path(cli.__file__)), "run", str(dataset / "videos"), str(dataset / "labels.json"),
+               "-m", "vcap", "run", str(dataset / "videos"), str(dataset / "labels.json"),
                "--out", str(out), *FEATURE_FLAGS, "--hidden", "32", "--epochs", "2", "--min-count", "1"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from extract import sampler
-from extract.sampler import read_frames
+from vcap.extract import sampler
+from vcap.extract.sampler import read_frames
 
 
 def real_clips(shared_data: Path) -> list[Path]:
@@ -39,7 +39,7 @@ def test_pretrained_lite0_features_of_two_halves_of_a_clip_match_each_other_best
     pytest.importorskip("efficientnet_lite_pytorch")
     import torch
 
-    from extract.backbone import load_backbone
+    from vcap.extract.backbone import load_backbone
 
     encoder = load_backbone("efficientnet-lite0", "imagenet")
     clips = sorted((shared_data / "msvd" / "videos").glob("*.avi"))
@@ -60,8 +60,8 @@ def test_pretrained_lite0_features_of_two_halves_of_a_clip_match_each_other_best
 def test_missing_lite_packages_say_how_to_install(monkeypatch):
     import builtins
 
-    from extract.backbone import load_backbone
-    from vcap_shared import VcapError
+    from vcap.extract.backbone import load_backbone
+    from vcap.errors import VcapError
 
     real_import = builtins.__import__
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from extract import sampler
-from extract.sampler import read_frames, sample_indices
-from vcap_shared import VcapError
+from vcap.extract import sampler
+from vcap.extract.sampler import read_frames, sample_indices
+from vcap.errors import VcapError
 
 needs_decord = pytest.mark.skipif(sampler.decord is None, reason="decord is not installed")
 
