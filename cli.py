@@ -1,24 +1,50 @@
-"""The `vcap` command line: parses options, builds a config, calls one library function per command."""
+"""The `vcap` command line: parses options, builds a config, calls one library function per command.
+
+Every option defaults to None and only what the user set is passed on (timm's rule), so each default lives
+once, in its stage's dataclass, and the help shows it from there. No torch is imported before a command runs.
+"""
 from __future__ import annotations
 
+import shlex
 import sys
 
 import click
 
+from vcap.captioner.config import CAPTIONERS, SELECT_ON, DecodeConfig, EvalConfig, TrainConfig
+from vcap.config import PRECISIONS, default_of, flag
 from vcap.errors import VcapError
+from vcap.extract.config import BACKBONES, DECODERS, ExtractConfig, parse_shard
+from vcap.pipeline.config import CaptionConfig, RunConfig
+
+
+def _resume_hint(argv: list[str]) -> str:
+    """The command line that continues an interrupted run: the same words, --resume instead of --overwrite."""
+    words = [w for w in argv if w != "--overwrite"]
+    return shlex.join(["vcap", *words] + ([] if "--resume" in words else ["--resume"]))
+
+
+INTERRUPTED = {  # what a Ctrl-C leaves, per command
+    "extract": lambda argv: "finished .npy files are kept; run the same command again to resume",
+    "train": lambda argv: f"last.pt holds the last finished epoch; continue with: {_resume_hint(argv)}",
+    "run": lambda argv: f"finished features and epochs are kept; continue with: {_resume_hint(argv)}",
+    "evaluate": lambda argv: "nothing was written",
+    "caption": lambda argv: "captions printed so far are complete",
+}
 
 
 class _Group(click.Group):
     """Turn a VcapError anywhere below into one line on stderr and exit code 2 (no traceback)."""
 
     def invoke(self, ctx: click.Context):
+        argv = list(ctx.args)  # the command's own words, for the resume hint
         try:
             return super().invoke(ctx)
         except VcapError as exc:
             click.echo(f"vcap: error: {exc}", err=True)
             sys.exit(2)
         except KeyboardInterrupt:
-            click.echo("vcap: interrupted; finished outputs are kept, run the same command again to resume", err=True)
+            hint = INTERRUPTED.get(ctx.invoked_subcommand or "", lambda argv: "")([ctx.invoked_subcommand, *argv])
+            click.echo(f"vcap: interrupted; {hint}", err=True)
             sys.exit(130)
 
 
@@ -28,65 +54,124 @@ def main() -> None:
     """Turn raw videos into English captions: extract features, train a captioner, caption videos."""
 
 
+# ---- options: one definition each, shared by every command that takes it -------------------------------
+
+def _option(cls, name: str, help: str, **kwargs):
+    """--NAME for field NAME of `cls`: default None (unset), help ending in the dataclass's default."""
+    default = default_of(cls, name)
+    if kwargs.get("is_flag"):
+        return click.option(flag(name), name, default=None, help=help, **kwargs)
+    shown = f" [default: {default}]" if default is not None and "[default:" not in help else ""
+    return click.option(flag(name), name, default=None, help=help + shown, **kwargs)
+
+
+OPTIONS = {  # name -> click option; a name means the same thing in every command that has it
+    # what defines the features (recorded in the manifest)
+    "frames": _option(ExtractConfig, "frames", "Frames sampled per video.", type=int),
+    "size": _option(ExtractConfig, "size", "Frames are resized to SIZE x SIZE.", type=int),
+    "backbone": _option(ExtractConfig, "backbone", "; ".join(f"{s.name}: {s.summary}" + (f" (vcap[{s.extra}])" if s.extra else "")
+                                                         for s in BACKBONES.values()) + ".",
+                        type=click.Choice(list(BACKBONES))),
+    "weights": _option(ExtractConfig, "weights", "Backbone weights: imagenet (genuine ImageNet weights), none "
+                       "(random, seeded), or a state-dict file."),
+    # how the networks run
+    "device": _option(ExtractConfig, "device", "auto, cpu, cuda or cuda:N (auto and cuda: under torchrun, the "
+                      "rank's own GPU)."),
+    "precision": _option(ExtractConfig, "precision", "The type the networks compute in. auto: bf16 on GPUs (fp16 "
+                         "without bf16; training then scales the loss) and on CPUs with AVX512-BF16/AMX, else fp32.",
+                         type=click.Choice(PRECISIONS)),
+    "frame_batch": _option(ExtractConfig, "frame_batch", "Frames per backbone pass (several videos share one) "
+                           "[default: 256 on a GPU, 32 on the CPU].", type=int),
+    "workers": _option(ExtractConfig, "workers", "Decoding processes [default: one per spare core, up to 8].",
+                       type=int),
+    "decoder": _option(ExtractConfig, "decoder", "auto: the fastest exact decoder here, falling back per video.",
+                       type=click.Choice(DECODERS)),
+    # training
+    "captioner": _option(TrainConfig, "captioner", "; ".join(f"{k}: {v}" for k, v in CAPTIONERS.items()) + ".",
+                         type=click.Choice(list(CAPTIONERS))),
+    "hidden": _option(TrainConfig, "hidden", "LSTM size.", type=int),
+    "embed_dim": _option(TrainConfig, "embed_dim", "Word embedding size.", type=int),
+    "dropout": _option(TrainConfig, "dropout", "Dropout probability.", type=float),
+    "lr": _option(TrainConfig, "lr", "AdamW learning rate.", type=float),
+    "batch_size": _option(TrainConfig, "batch_size", "Training (video, caption) samples a step, across all ranks.",
+                          type=int),
+    "epochs": _option(TrainConfig, "epochs", "Training epochs (a resumed run counts the ones done).", type=int),
+    "min_count": _option(TrainConfig, "min_count", "Rarer training words become <UNK>.", type=int),
+    "max_words": _option(TrainConfig, "max_words", "Words in a caption: training captions are cut to it and "
+                         "decoding stops at it (decoding: the model's own by default).", type=int),
+    "val_labels": _option(TrainConfig, "val_labels", "Held-out labels file for validation.",
+                          type=click.Path(dir_okay=False)),
+    "val_fraction": _option(TrainConfig, "val_fraction", "Share of LABELS' videos held out for validation when "
+                            "--val-labels is not given.", type=float),
+    "seed": _option(TrainConfig, "seed", "Seed of the split, the initialisation and the sample order.", type=int),
+    "patience": _option(TrainConfig, "patience", "Stop after this many epochs without a better best.pt; 0 never.",
+                        type=int),
+    "grad_clip": _option(TrainConfig, "grad_clip", "Gradient norm clip; 0 disables.", type=float),
+    "teacher_forcing": _option(TrainConfig, "teacher_forcing", "always | never | inverse-sigmoid:K "
+                               "(p(ground truth) = K/(K+exp(step/K))).", metavar="SPEC"),
+    "embeddings": _option(TrainConfig, "embeddings", "word2vec/GloVe text file to initialise word embeddings.",
+                          type=click.Path(dir_okay=False)),
+    "frame_stride": _option(TrainConfig, "frame_stride", "Keep every k-th feature frame (also when captioning).",
+                            type=int),
+    "label_smoothing": _option(TrainConfig, "label_smoothing", "Cross-entropy label smoothing.", type=float),
+    "weight_decay": _option(TrainConfig, "weight_decay", "AdamW decoupled weight decay.", type=float),
+    "select_on": _option(TrainConfig, "select_on", "best.pt: lowest validation loss, or highest greedy validation "
+                         "BLEU@1.", type=click.Choice(SELECT_ON)),
+    "cache_features": _option(TrainConfig, "cache_features", "Hold all features in RAM instead of reading them "
+                              "lazily.", is_flag=True),
+    "compile": _option(TrainConfig, "compile", "torch.compile each decoder step: faster epochs after a one-off "
+                       "compile (20-40 s on 2 cores); see the README's figures.", is_flag=True),
+    "resume": _option(TrainConfig, "resume", "Continue the run in OUT (its model settings come from last.pt).",
+                      is_flag=True),
+    "overwrite": _option(TrainConfig, "overwrite", "Replace what OUT already holds (.npy files, a training run) "
+                         "instead of keeping it.", is_flag=True),
+    # decoding
+    "beam": _option(DecodeConfig, "beam", "Beam width (1: greedy, measured best on MSVD).", type=int),
+    "no_repeat_ngram": _option(DecodeConfig, "no_repeat_ngram", "Block repeated n-grams; 0 disables.", type=int),
+    "length_alpha": _option(DecodeConfig, "length_alpha", "Beam length normalisation (score / length^alpha).",
+                            type=float),
+    "videos_per_batch": _option(EvalConfig, "videos_per_batch", "Videos captioned together.", type=int),
+}
+FEATURES = ("frames", "size", "backbone", "weights")
+RUNTIME = ("device", "precision", "frame_batch", "workers", "decoder")
+TRAINING = ("captioner", "hidden", "embed_dim", "dropout", "lr", "batch_size", "epochs", "min_count", "max_words",
+            "val_labels", "val_fraction", "seed", "patience", "grad_clip", "teacher_forcing", "embeddings",
+            "frame_stride", "label_smoothing", "weight_decay", "select_on", "device", "precision", "cache_features",
+            "compile", "resume")
+DECODING = ("beam", "max_words", "no_repeat_ngram", "length_alpha")
+
+
+def options(*groups: tuple[str, ...]):
+    """Decorate a command with the named options, each once, in order."""
+    names = list(dict.fromkeys(name for group in groups for name in group))
+
+    def decorate(command):
+        for name in reversed(names):
+            command = OPTIONS[name](command)
+        return command
+    return decorate
+
+
+def given(values: dict) -> dict:
+    """The options the user set: unset ones (None, or an absent flag) leave the dataclass default in effect."""
+    return {k: v for k, v in values.items() if v is not None and v is not False}
+
+
 # ---- extract ---------------------------------------------------------------------------------------------
-
-def feature_options(command):
-    """Options shared by every command that turns videos into features (extract, caption, run)."""
-    for option in reversed([
-        click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."),
-        click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto",
-                     show_default=True, help="auto: bf16/fp16 autocast on GPUs, bf16 on CPUs that support it."),
-        click.option("--batch-size", type=click.IntRange(1), default=None,
-                     help="Frames per forward pass [default: 256 on a GPU, 32 on the CPU]."),
-        click.option("--workers", type=click.IntRange(0), default=None,
-                     help="Decoding processes [default: one per spare core, up to 8]."),
-        click.option("--decoder", type=click.Choice(["auto", "decord", "opencv"]), default="auto",
-                     show_default=True, help="auto: decord, falling back to OpenCV per video."),
-    ]):
-        command = option(command)
-    return command
-
-
-def _parse_shard(ctx, param, value: str) -> tuple[int, int]:
-    try:
-        index, count = (int(x) for x in value.split("/"))
-    except ValueError:
-        raise click.BadParameter(f"{value!r}: expected I/N, e.g. 0/4") from None
-    if not 0 <= index < count:
-        raise click.BadParameter(f"{value!r}: expected 0 <= I < N")
-    return index, count
-
-
-def extraction_options(command):
-    """What defines the features (recorded in the manifest): shared by extract and run."""
-    for option in reversed([
-        click.option("--frames", type=click.IntRange(1), default=80, show_default=True, help="Frames sampled per video."),
-        click.option("--size", type=click.IntRange(32), default=224, show_default=True,
-                     help="Frames are resized to SIZE x SIZE."),
-        click.option("--backbone", type=click.Choice(["vgg16", "efficientnet-lite0"]), default="vgg16",
-                     show_default=True, help="vgg16: fc7, 4096-d; efficientnet-lite0: pooled, 1280-d (vcap[lite])."),
-        click.option("--weights", default="imagenet", show_default=True,
-                     help="imagenet (genuine ImageNet weights), none (random, seeded), or a state-dict file."),
-    ]):
-        command = option(command)
-    return command
-
 
 @main.command()
 @click.argument("videos", type=click.Path(exists=True))
 @click.argument("out", type=click.Path(file_okay=False))
-@extraction_options
-@click.option("--overwrite", is_flag=True, help="Extract again even where OUT already has the .npy.")
-@click.option("--shard", callback=_parse_shard, default="0/1", show_default=True, metavar="I/N",
-              help="Take share I of N (0 <= I < N) of the videos, e.g. one per job of an array; "
-                   "under torchrun each rank then takes its part of that share.")
-@feature_options
-def extract(videos, out, **options) -> None:
+@options(FEATURES, RUNTIME, ("overwrite",))
+@click.option("--shard", default=None, metavar="I/N", help="Take share I of N (0 <= I < N) of the videos, e.g. "
+              "one per job of an array; under torchrun each rank then takes its part of that share.")
+def extract(videos, out, shard, **values) -> None:
     """Turn every video in VIDEOS (a folder, searched recursively, or one file) into OUT/<file name>.npy,
     float32 of shape (frames, feature dim). Finished files are kept: run again to resume."""
-    from vcap.extract.extractor import ExtractConfig, extract_folder
+    from vcap.extract.extractor import extract_folder
 
-    summary = extract_folder(videos, out, ExtractConfig(**options))
+    config = ExtractConfig(**given(values), **({"shard": parse_shard(shard)} if shard else {}))
+    summary = extract_folder(videos, out, config)
     elsewhere = summary.failed_everywhere - len(summary.failed)
     click.echo(f"extract: {summary.done} done, {summary.skipped} already there, {len(summary.failed)} failed"
                + (f" ({elsewhere} more on other ranks)" if elsewhere else "")
@@ -97,49 +182,33 @@ def extract(videos, out, **options) -> None:
 
 # ---- train / evaluate ------------------------------------------------------------------------------------
 
+def _train_config(feats: str, labels: str, out: str, values: dict) -> TrainConfig:
+    set_ = {**given(values), "feats": feats, "labels": labels, "out": out}
+    if set_.get("resume"):
+        from vcap.captioner.train import resumed_config
+
+        return resumed_config(out, **set_)
+    return TrainConfig(**set_)
+
+
+def _best_line(summary: dict) -> str:
+    chosen = (f"lowest validation loss {summary['best_val_loss']:.4f}" if summary["select_on"] == "loss"
+              else f"best validation BLEU@1 {summary['best_val_bleu1']:.4f}")
+    return (f"best.pt: epoch {summary['best_epoch']} of {summary['epochs_run']} run, {chosen} "
+            f"(val BLEU@1 {summary['best_val_bleu1']:.4f}): {summary['best_checkpoint']}")
+
+
 @main.command("train")
 @click.argument("feats", type=click.Path(file_okay=False))
 @click.argument("labels", type=click.Path(dir_okay=False))
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for best.pt, last.pt, history.")
-@click.option("--model", "model_name", type=click.Choice(["attention", "s2vt"]), default="attention", show_default=True)
-@click.option("--hidden", type=int, default=256, show_default=True)
-@click.option("--embed-dim", type=int, default=300, show_default=True)
-@click.option("--dropout", type=float, default=0.35, show_default=True)
-@click.option("--lr", type=float, default=1e-3, show_default=True)
-@click.option("--batch-size", type=int, default=64, show_default=True)
-@click.option("--epochs", type=int, default=15, show_default=True)
-@click.option("--min-count", type=int, default=4, show_default=True, help="Rarer training words become <UNK>.")
-@click.option("--max-words", type=int, default=20, show_default=True, help="Truncate captions to this many words.")
-@click.option("--val-labels", type=click.Path(dir_okay=False), default=None, help="Held-out labels file.")
-@click.option("--val-fraction", type=float, default=0.1, show_default=True,
-              help="Videos held out for validation when --val-labels is not given.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--patience", type=int, default=4, show_default=True, help="Early stopping; 0 disables.")
-@click.option("--grad-clip", type=float, default=5.0, show_default=True)
-@click.option("--teacher-forcing", default="inverse-sigmoid:1000", show_default=True,
-              help="always | never | inverse-sigmoid:K (p = K/(K+exp(step/K))).")
-@click.option("--embeddings", type=click.Path(dir_okay=False), default=None,
-              help="word2vec/GloVe text file to initialise word embeddings.")
-@click.option("--frame-stride", type=click.IntRange(min=1), default=4, show_default=True,
-              help="Keep every k-th feature frame (also when captioning).")
-@click.option("--label-smoothing", type=float, default=0.0, show_default=True)
-@click.option("--weight-decay", type=float, default=0.01, show_default=True, help="AdamW decoupled weight decay.")
-@click.option("--select-on", type=click.Choice(["bleu1", "loss"]), default="loss", show_default=True,
-              help="best.pt: highest validation BLEU@1 (greedy) or lowest validation loss.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True,
-              help="auto: bf16 autocast where supported, fp16 with loss scaling on GPUs without bf16.")
-@click.option("--cache-features", is_flag=True, help="Hold all features in RAM instead of reading them lazily.")
-@click.option("--compile", is_flag=True, help="torch.compile each decoder step: faster epochs after a one-off "
-              "compile (20-40 s on 2 cores); see the README's figures.")
-@click.option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
-def train_cmd(feats, labels, out, model_name, **options) -> None:
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Folder for best.pt, last.pt, history.csv/png and config.json.")
+@options(TRAINING, ("overwrite",))
+def train_cmd(feats, labels, out, **values) -> None:
     """Train a captioner on cached FEATS and an MLDS-format LABELS file."""
-    from vcap.captioner.train import TrainConfig, train
+    from vcap.captioner.train import train
 
-    summary = train(TrainConfig(feats=feats, labels=labels, out=out, model=model_name, **options))
-    click.echo(f"best val BLEU@1 {summary['best_val_bleu1']:.4f} at epoch {summary['best_epoch']} "
-               f"({summary['epochs_run']} epochs run): {summary['best_checkpoint']}")
+    click.echo(_best_line(train(_train_config(feats, labels, out, values))))
 
 
 @main.command("evaluate")
@@ -148,17 +217,19 @@ def train_cmd(feats, labels, out, model_name, **options) -> None:
 @click.argument("labels", type=click.Path(dir_okay=False))
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Folder for predictions.txt/.json and metrics.json [default: eval-<LABELS stem> beside MODEL].")
-@click.option("--beam", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--batch-size", type=int, default=64, show_default=True)
-@click.option("--no-repeat-ngram", type=int, default=2, show_default=True, help="Block repeated n-grams; 0 disables.")
-@click.option("--length-alpha", type=float, default=0.7, show_default=True, help="Beam length normalisation.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-def evaluate_cmd(model, feats, labels, **options) -> None:
+@options(DECODING, ("videos_per_batch", "device"))
+def evaluate_cmd(model, feats, labels, out, **values) -> None:
     """Caption the videos of LABELS with MODEL and print MLDS BLEU@1 and the COCO metrics."""
     from vcap.captioner.evaluate import evaluate
 
-    metrics = evaluate(model, feats, labels, **options)
-    click.echo(f"MLDS BLEU@1: {metrics['MLDS-BLEU@1']:.4f}  ({metrics['videos']} videos, beam {metrics['beam']})")
+    values = given(values)
+    decode = DecodeConfig(**{k: values.pop(k) for k in DECODING if k in values})
+    metrics = evaluate(EvalConfig(model=model, feats=feats, labels=labels, out=out, decode=decode, **values))
+    _print_metrics(metrics, f"{metrics['videos']} videos of {labels}")
+
+
+def _print_metrics(metrics: dict, scored_on: str) -> None:
+    click.echo(f"MLDS BLEU@1: {metrics['MLDS-BLEU@1']:.4f}  (beam {metrics['beam']}, on {scored_on})")
     for name in ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr"):
         if name in metrics:
             click.echo(f"{name}: {metrics[name]:.4f}")
@@ -169,26 +240,23 @@ def evaluate_cmd(model, feats, labels, **options) -> None:
 
 @main.command()
 @click.argument("videos", nargs=-1, required=True, type=click.Path())
-@click.option("--model", "model_path", envvar="VCAP_MODEL", type=click.Path(dir_okay=False),
+@click.option("--model", envvar="VCAP_MODEL", type=click.Path(dir_okay=False),
               help="A checkpoint from `vcap train` (best.pt) [default: $VCAP_MODEL].")
-@click.option("--beam", type=click.IntRange(1), default=1, show_default=True,
-              help="Beam width (1: greedy, measured best on MSVD).")
-@click.option("--weights", default=None,
-              help="Backbone weights file, when the model was trained on features made from one.")
+@options(DECODING, ("weights",), RUNTIME, ("videos_per_batch",))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object {video: caption} at the end.")
-@feature_options
-def caption(videos, model_path, as_json, **options) -> None:
+def caption(videos, model, as_json, **values) -> None:
     """Caption each video (files or folders): decode, extract features as the model was trained, caption.
 
     Prints `<file>: <caption>` per video; unreadable videos get one line each on stderr and exit code 1."""
     import json
 
-    from vcap.pipeline.caption import CaptionConfig, caption_videos
+    from vcap.pipeline.caption import caption_videos
 
-    if not model_path:
-        raise VcapError("no model: pass --model PATH (a best.pt from `vcap train`) or set VCAP_MODEL")
+    values = given(values)
+    decode = DecodeConfig(**{k: values.pop(k) for k in DECODING if k in values})
+    config = CaptionConfig(model=model or "", decode=decode, **values)
     captions, failed = {}, 0
-    for path, text, error in caption_videos(videos, CaptionConfig(model=model_path, **options)):
+    for path, text, error in caption_videos(videos, config):
         if error is not None:
             failed += 1
             click.echo(f"vcap: skipped {error}", err=True)
@@ -205,35 +273,28 @@ def caption(videos, model_path, as_json, **options) -> None:
 @main.command()
 @click.argument("videos", type=click.Path(exists=True))
 @click.argument("labels", type=click.Path(dir_okay=False, exists=True))
-@click.option("--out", required=True, type=click.Path(file_okay=False),
-              help="Folder for feats/, model/ and eval/.")
-@click.option("--val-labels", type=click.Path(dir_okay=False, exists=True), default=None,
-              help="Held-out labels for validation and the final scores [default: a share of LABELS].")
-@extraction_options
-@click.option("--captioner", type=click.Choice(["attention", "s2vt"]), default="attention", show_default=True)
-@click.option("--epochs", type=click.IntRange(1), default=15, show_default=True)
-@click.option("--hidden", type=click.IntRange(1), default=256, show_default=True)
-@click.option("--lr", type=float, default=1e-3, show_default=True)
-@click.option("--min-count", type=click.IntRange(1), default=4, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--beam", type=click.IntRange(1), default=1, show_default=True)
-@feature_options
-def run(videos, labels, out, val_labels, captioner, epochs, hidden, lr, min_count, seed, beam, **options) -> None:
-    """Extract (resumable), train and evaluate in one command, everything under OUT."""
-    from vcap.extract.extractor import ExtractConfig
-    from vcap.pipeline.run import RunConfig, run_all
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for feats/, model/ and eval/.")
+@options(FEATURES, RUNTIME, TRAINING, DECODING, ("overwrite",))
+@click.option("--all-videos", is_flag=True, default=None,
+              help="Extract every video in VIDEOS, not only those LABELS names.")
+def run(videos, labels, out, **values) -> None:
+    """Extract (resumable), train and evaluate in one command, everything under OUT; the scores are on
+    videos held out of training (--val-labels, or a --val-fraction share of LABELS)."""
+    from vcap.pipeline.config import run_config
+    from vcap.pipeline.run import run_all
 
-    train = dict(model=captioner, epochs=epochs, hidden=hidden, lr=lr, min_count=min_count, seed=seed,
-                 device=options["device"])
-    result = run_all(RunConfig(videos=videos, labels=labels, out=out, val_labels=val_labels, beam=beam,
-                               extract=ExtractConfig(**options), train=train))
+    config: RunConfig = run_config(videos, labels, out, **given(values))
+    result = run_all(config)
     extracted, metrics = result["extract"], result["metrics"]
     if metrics is None:  # a torchrun rank other than 0: rank 0 reports
-        return
+        sys.exit(1 if extracted.failed_everywhere else 0)
     click.echo(f"extract: {extracted.done} done, {extracted.skipped} already there, {len(extracted.failed)} failed")
-    click.echo(f"model: {result['train']['best_checkpoint']}")
-    click.echo(" ".join(f"{k} {metrics[k]:.3f}" for k in ("MLDS-BLEU@1", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr")
-                        if k in metrics) + f" on {metrics['videos']} videos: {metrics['out']}")
+    click.echo(_best_line(result["train"]))
+    _print_metrics(metrics, result["scored_on"])
+    if extracted.failed_everywhere:
+        click.echo(f"vcap: {extracted.failed_everywhere} video(s) could not be extracted (listed in "
+                   f"{out}/feats/manifest.json); the rest were trained and scored", err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -65,7 +65,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=80)
     parser.add_argument("--limit", type=int, default=5, help="number of videos")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--frame-batch", type=int, default=None)
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--skip-baseline", action="store_true")
     args = parser.parse_args()
@@ -74,10 +74,10 @@ def main() -> None:
     else:
         videos = default_videos(args.limit)
     config = ExtractConfig(frames=args.frames, weights="none", device=args.device,
-                           batch_size=args.batch_size, workers=args.workers)
+                           frame_batch=args.frame_batch, workers=args.workers)
     extractor = FeatureExtractor(config)
     print(f"{len(videos)} videos, {args.frames} frames each, device {extractor.device}, "
-          f"precision {extractor.precision}, batch {extractor.batch_size}, workers {extractor.workers}, "
+          f"precision {extractor.precision}, batch {extractor.frame_batch}, workers {extractor.workers}, "
           f"torch threads {torch.get_num_threads()}")
     list(extractor.features(videos[:1]))  # warm-up: worker start, allocator, oneDNN kernels
     extractor.frames_done = 0

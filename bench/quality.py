@@ -31,7 +31,8 @@ from vcap.captioner.data import load_labels
 from vcap.captioner.embeddings import caption_word_vectors, write_word_vectors
 from vcap.captioner.evaluate import evaluate
 from vcap.captioner.metrics import coco_metrics, mlds_bleu1_corpus
-from vcap.captioner.train import TrainConfig, train
+from vcap.captioner.config import DecodeConfig, EvalConfig, TrainConfig  # noqa: E402
+from vcap.captioner.train import train  # noqa: E402
 from vcap.captioner.vocab import tokenize
 
 MSVD = Path(__file__).resolve().parents[2] / "shared" / "data" / "msvd"
@@ -131,8 +132,9 @@ def run_split(feats: Path, train_videos: Videos, test_videos: Videos, overrides:
                             "progress": False, "cache_features": True, **overrides})
     summary = train(config)
     seconds = time.perf_counter() - t0
-    ours = [evaluate(summary["best_checkpoint"], feats, test_json, out=tmp / f"eval{i}", beam=beam,
-                     length_alpha=alpha, no_repeat_ngram=no_repeat_ngram, progress=False)
+    ours = [evaluate(EvalConfig(summary["best_checkpoint"], str(feats), str(test_json), out=str(tmp / f"eval{i}"),
+                                decode=DecodeConfig(beam=beam, length_alpha=alpha, no_repeat_ngram=no_repeat_ngram),
+                                progress=False))
             for i, (beam, alpha) in enumerate(decodings)]
     preds = json.loads((tmp / "eval0" / "predictions.json").read_text())
     nn_scores = score(nearest_neighbour(feats, train_videos, test_videos), test_videos)

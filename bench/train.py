@@ -64,7 +64,7 @@ def run(items, vocab, device: torch.device, precision: str, model_name: str, bat
     `compiled` compiles the decoder step as `vcap train --compile` does (the warm-up epoch compiles)."""
     torch.manual_seed(seed)
     model = build_model(model_name, feature_dim=4096, vocab_size=len(vocab), hidden=512, embed_dim=300,
-                        dropout=0.35).to(device)
+                        dropout=0.35, frame_stride=1).to(device)
     if compiled:
         model.advance = torch.compile(model.advance)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)

@@ -13,7 +13,8 @@ from .models import MODELS, Captioner, build_model
 from .vocab import Vocab
 
 FORMAT = "vcap-captioner"
-VERSION = 1
+VERSION = 2  # 2: train_config names the architecture "captioner"; last.pt holds the loss scaler
+READS = (1, 2)  # versions that caption and evaluate; only VERSION resumes
 
 
 def make_checkpoint(model: Captioner, vocab: Vocab, feature_config: dict | None, frames: int,
@@ -42,9 +43,12 @@ def read_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dic
         raise VcapError(f"{path}: not a vcap checkpoint ({reason[:120]})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise VcapError(f"{path}: not a vcap checkpoint (no '{FORMAT}' marker; train one with `vcap train`)")
-    if ckpt.get("version") != VERSION or ckpt.get("model") not in MODELS:
-        raise VcapError(f"{path}: not a vcap checkpoint (unsupported version {ckpt.get('version')} "
-                        f"or model {ckpt.get('model')!r})")
+    if ckpt.get("version") not in READS:
+        raise VcapError(f"{path}: checkpoint format version {ckpt.get('version')}, but this vcap reads versions "
+                        f"{', '.join(map(str, READS))}; use the vcap that wrote it, or train anew")
+    if ckpt.get("model") not in MODELS:
+        raise VcapError(f"{path}: a checkpoint of an unknown captioner {ckpt.get('model')!r} "
+                        f"(this vcap knows {', '.join(MODELS)})")
     return ckpt
 
 
@@ -58,10 +62,11 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[Ca
     """-> (model in eval mode on `device`, vocabulary, info).
 
     info: "model" (name), "feature_config" (dict or None: how FEATS were extracted), "feature_dim",
-    "frames" (T seen in training), "model_config", "train_config", "epoch", "metrics".
+    "frames" (T seen in training), "model_config", "train_config", "epoch", "metrics", "max_words".
     """
     ckpt = read_checkpoint(path, device)
     model, vocab = model_from_checkpoint(ckpt, device)
     info = {k: ckpt.get(k) for k in ("model", "feature_config", "feature_dim", "frames", "model_config",
                                      "train_config", "epoch", "metrics")}
+    info["max_words"] = (ckpt.get("train_config") or {}).get("max_words")  # captions decode up to this length
     return model, vocab, info

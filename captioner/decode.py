@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from .config import DecodeConfig
 from .beam import Hypothesis, beam_search, length_normalised, mask_step
 from .vocab import BOS, EOS, Vocab
 
@@ -46,13 +47,15 @@ def decode(model, feats: torch.Tensor, beam: int = 1, max_len: int = 20, no_repe
     return [max(g, h, key=lambda x: length_normalised(x[1], len(x[0]), length_alpha)) for g, h in zip(greedy, beamed)]
 
 
-def caption_features(model, vocab: Vocab, feats: torch.Tensor, beam: int = 1, max_len: int = 20,
-                     no_repeat_ngram: int = 2, length_alpha: float = 0.7) -> list[str]:
-    """feats (B, T, D) on the model's device -> one caption per video (eval mode, no autograd)."""
+def caption_features(model, vocab: Vocab, feats: torch.Tensor, config: DecodeConfig,
+                     trained_max_words: int | None) -> list[str]:
+    """feats (B, T, D) on the model's device -> one caption per video (eval mode, no autograd), at most
+    `config.max_words` words, or as many as the model was trained on."""
     was_training = model.training
     model.eval()
     try:
-        hyps = decode(model, feats.float(), beam, max_len, no_repeat_ngram, length_alpha)
+        hyps = decode(model, feats.float(), config.beam, config.max_len(trained_max_words), config.no_repeat_ngram,
+                      config.length_alpha)
     finally:
         model.train(was_training)
     return [vocab.decode(seq) for seq, _ in hyps]

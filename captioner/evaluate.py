@@ -1,6 +1,7 @@
 """Caption held-out videos with a trained model; write predictions and score them."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -12,47 +13,48 @@ from vcap.device import resolve_device
 from vcap.files import atomic_write
 
 from .checkpoint import load_model
+from .config import EvalConfig
 from .data import FeatureBank, attach_features, load_labels
 from .decode import caption_features
 from .metrics import coco_metrics, mlds_bleu1_corpus
 
 
-def evaluate(model_path: str | Path, feats: str | Path, labels: str | Path, out: str | Path | None = None,
-             beam: int = 1, batch_size: int = 64, device: str = "auto", max_len: int = 21,
-             no_repeat_ngram: int = 2, length_alpha: float = 0.7, coco: bool = True,
-             progress: bool = True) -> dict:
+def evaluate(config: EvalConfig) -> dict:
     """Write OUT/predictions.txt ("video_id,caption", the MLDS format), predictions.json and metrics.json.
 
-    `out` defaults to MODEL_FOLDER/eval-<labels file stem>, so scoring other labels never overwrites these.
+    OUT defaults to MODEL_FOLDER/eval-<labels file stem>, so scoring other labels never overwrites these.
     Returns the metrics: MLDS BLEU@1 plus pycocoevalcap's BLEU-1..4, METEOR (needs Java), ROUGE-L and CIDEr.
     """
-    dev = resolve_device(device)
-    model, vocab, info = load_model(model_path, dev)
-    videos, skipped, _ = attach_features(load_labels(labels), feats, labels, dim=info["feature_dim"])
+    dev = resolve_device(config.device)
+    model, vocab, info = load_model(config.model, dev)
+    labels = load_labels(config.labels)
+    if config.only is not None:
+        labels = [(vid, caps) for vid, caps in labels if vid in set(config.only)]
+    videos, skipped, _ = attach_features(labels, config.feats, config.labels, dim=info["feature_dim"])
     if skipped:
-        print(f"vcap: skipped {skipped} of {skipped + len(videos)} videos without features in {feats}",
+        print(f"vcap: skipped {skipped} of {skipped + len(videos)} videos without features in {config.feats}",
               file=sys.stderr)
     bank = FeatureBank([p for _, _, p in videos])
     preds: dict[str, str] = {}
-    for start in tqdm(range(0, len(videos), batch_size), desc="captioning", leave=False, disable=not progress,
-                      file=sys.stderr):
-        idx = list(range(start, min(start + batch_size, len(videos))))
-        caps = caption_features(model, vocab, bank.batch(idx).to(dev), beam=beam, max_len=max_len,
-                                no_repeat_ngram=no_repeat_ngram, length_alpha=length_alpha)
+    batch = config.videos_per_batch
+    for start in tqdm(range(0, len(videos), batch), desc="captioning", leave=False,
+                      disable=not config.progress or not sys.stderr.isatty(), file=sys.stderr):
+        idx = list(range(start, min(start + batch, len(videos))))
+        caps = caption_features(model, vocab, bank.batch(idx).to(dev), config.decode, info["max_words"])
         preds.update({videos[i][0]: c for i, c in zip(idx, caps)})
     refs = {vid: caps for vid, caps, _ in videos}
-    metrics: dict = {"videos": len(videos), "skipped": skipped, "beam": beam,
+    metrics: dict = {"videos": len(videos), "skipped": skipped, "beam": config.decode.beam,
                      "MLDS-BLEU@1": mlds_bleu1_corpus(preds, refs)}
-    if coco:
+    if config.coco:
         metrics.update(coco_metrics(preds, refs))
 
-    out = Path(out) if out is not None else Path(model_path).parent / f"eval-{Path(labels).stem}"
+    out = Path(config.out) if config.out is not None else Path(config.model).parent / f"eval-{Path(config.labels).stem}"
     with atomic_write(out / "predictions.txt") as tmp:
         tmp.write_text("".join(f"{vid},{cap}\n" for vid, cap in preds.items()), encoding="utf-8")
     with atomic_write(out / "predictions.json") as tmp:
         tmp.write_text(json.dumps(preds, indent=1), encoding="utf-8")
     with atomic_write(out / "metrics.json") as tmp:
-        tmp.write_text(json.dumps({**metrics, "model": str(model_path), "labels": str(labels)}, indent=1),
-                       encoding="utf-8")
+        tmp.write_text(json.dumps({**metrics, "model": str(config.model), "labels": str(config.labels),
+                                   "decode": dataclasses.asdict(config.decode)}, indent=1), encoding="utf-8")
     metrics["out"] = str(out)
     return metrics

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .config import CAPTIONERS
 from .vocab import PAD
 
 State = tuple[torch.Tensor, ...]
@@ -18,8 +19,9 @@ State = tuple[torch.Tensor, ...]
 class Captioner(nn.Module):
     name = ""
 
-    def __init__(self, feature_dim: int, vocab_size: int, hidden: int = 512, embed_dim: int = 300,
-                 dropout: float = 0.35, frame_stride: int = 1):
+    def __init__(self, *, feature_dim: int, vocab_size: int, hidden: int, embed_dim: int, dropout: float,
+                 frame_stride: int):
+        """No defaults here: TrainConfig holds them, and a checkpoint's model_config gives every value."""
         super().__init__()
         self.config = {"feature_dim": feature_dim, "vocab_size": vocab_size, "hidden": hidden,
                        "embed_dim": embed_dim, "dropout": dropout, "frame_stride": frame_stride}
@@ -85,9 +87,10 @@ class AttentionCaptioner(Captioner):
 
     name = "attention"
 
-    def __init__(self, feature_dim: int, vocab_size: int, hidden: int = 512, embed_dim: int = 300,
-                 dropout: float = 0.35, frame_stride: int = 1):
-        super().__init__(feature_dim, vocab_size, hidden, embed_dim, dropout, frame_stride)
+    def __init__(self, **config):
+        super().__init__(**config)
+        feature_dim, vocab_size, hidden, embed_dim = (config[k] for k in ("feature_dim", "vocab_size", "hidden",
+                                                                          "embed_dim"))
         self.proj = nn.Linear(feature_dim, hidden)
         self.encoder = nn.LSTM(hidden, hidden, batch_first=True)
         self.att_keys = nn.Linear(hidden, hidden, bias=False)
@@ -115,9 +118,10 @@ class S2VTCaptioner(Captioner):
 
     name = "s2vt"
 
-    def __init__(self, feature_dim: int, vocab_size: int, hidden: int = 512, embed_dim: int = 300,
-                 dropout: float = 0.35, frame_stride: int = 1):
-        super().__init__(feature_dim, vocab_size, hidden, embed_dim, dropout, frame_stride)
+    def __init__(self, **config):
+        super().__init__(**config)
+        feature_dim, vocab_size, hidden, embed_dim = (config[k] for k in ("feature_dim", "vocab_size", "hidden",
+                                                                          "embed_dim"))
         self.proj = nn.Linear(feature_dim, hidden)
         self.lstm1 = nn.LSTM(hidden, hidden, batch_first=True)
         self.lstm2 = nn.LSTM(hidden + embed_dim, hidden, batch_first=True)
@@ -140,6 +144,7 @@ class S2VTCaptioner(Captioner):
 
 
 MODELS = {m.name: m for m in (AttentionCaptioner, S2VTCaptioner)}
+assert set(MODELS) == set(CAPTIONERS), "captioner.config.CAPTIONERS lists the captioners; add a class to both"
 
 
 def build_model(name: str, **config) -> Captioner:

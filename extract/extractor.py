@@ -18,37 +18,13 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from vcap.extract.backbone import BACKBONES, FrameEncoder, load_backbone, weights_id
+from vcap.extract.backbone import FrameEncoder, load_backbone, weights_id
+from vcap.extract.config import BACKBONES, ExtractConfig
 from vcap.extract.manifest import check_settings, claim_folder, record_results
-from vcap.extract.sampler import BACKENDS, VIDEO_EXTENSIONS, read_frames
+from vcap.extract.sampler import VIDEO_EXTENSIONS, read_frames
 from vcap.device import join_torchrun, resolve_device, resolve_precision
 from vcap.errors import VcapError
 from vcap.files import atomic_write
-
-@dataclass(frozen=True)
-class ExtractConfig:
-    frames: int = 80
-    size: int = 224
-    backbone: str = "vgg16"
-    weights: str = "imagenet"
-    device: str = "auto"
-    precision: str = "auto"
-    batch_size: int | None = None  # frames per forward pass; None: 256 on a GPU, 32 on the CPU
-    workers: int | None = None  # decoding processes; None: one per spare core, at least 1
-    decoder: str = "auto"
-    overwrite: bool = False
-    shard: tuple[int, int] = (0, 1)  # (I, N): this job takes share I of N (0 <= I < N)
-
-    def __post_init__(self):
-        if not 0 <= self.shard[0] < self.shard[1]:
-            raise VcapError(f"--shard {self.shard[0]}/{self.shard[1]}: expected I/N with 0 <= I < N")
-        if self.frames < 1 or self.size < 32:
-            raise VcapError("--frames must be >= 1 and --size >= 32")
-        if self.decoder not in BACKENDS:
-            raise VcapError(f"--decoder {self.decoder}: choose from {', '.join(BACKENDS)}")
-        if self.backbone not in BACKBONES:
-            raise VcapError(f"unknown backbone {self.backbone!r} (choose from {', '.join(BACKBONES)})")
-
 
 @dataclass
 class ExtractSummary:
@@ -131,14 +107,14 @@ class FeatureExtractor:
         encoder = copy.deepcopy(encoder) if encoder is not None else load_backbone(config.backbone, config.weights)
         self.encoder = encoder.to(self.device, dtype, memory_format=torch.channels_last).eval()
         cuda = self.device.type == "cuda"
-        self.batch_size = config.batch_size or (256 if cuda else 32)
+        self.frame_batch = config.frame_batch or (256 if cuda else 32)
         spare = max(1, (os.cpu_count() or 2) - 1)
         self.workers = config.workers if config.workers is not None else min(spare, 8)
         self.frames_done = 0
 
     def settings(self) -> dict:
         """What makes two feature caches comparable; recorded in the manifest and in checkpoints."""
-        return feature_settings(self.config, self.precision)
+        return feature_settings(self.config)
 
     def features(self, paths: Sequence[Path]) -> Iterator[tuple[Path, np.ndarray | None, str | None]]:
         """Yield (path, features (N, D) float32, None) or (path, None, error) per video, in input order
@@ -162,8 +138,8 @@ class FeatureExtractor:
             queue.append((i, frames))
             done[i] = []
             queued += len(frames)
-            while queued >= self.batch_size:
-                queued -= self._encode_batch(queue, done, self.batch_size)
+            while queued >= self.frame_batch:
+                queued -= self._encode_batch(queue, done, self.frame_batch)
                 yield from self._finished(paths, queue, done)
         while queued:
             queued -= self._encode_batch(queue, done, queued)
@@ -196,7 +172,10 @@ class FeatureExtractor:
             yield paths[i], torch.cat(done.pop(i)).numpy(), None
 
 
-def feature_settings(config: ExtractConfig, precision: str) -> dict:
+def feature_settings(config: ExtractConfig) -> dict:
+    """What makes two feature caches the same. Not the precision: bf16 and fp32 features of one frame agree
+    to cosine > 0.999 and caption alike (see the README), so machines of different hardware may share a folder;
+    each run's precision is recorded in the manifest instead."""
     return {
         "backbone": config.backbone,
         "feature_dim": BACKBONES[config.backbone].feature_dim,
@@ -204,16 +183,17 @@ def feature_settings(config: ExtractConfig, precision: str) -> dict:
         "frames": config.frames,
         "size": config.size,
         "sampling": "uniform-segment-centres",
-        "precision": precision,
     }
 
 
-def extract_folder(source: str | os.PathLike, out: str | os.PathLike, config: ExtractConfig) -> ExtractSummary:
+def extract_folder(source: str | os.PathLike, out: str | os.PathLike, config: ExtractConfig,
+                   only: set[str] | None = None) -> ExtractSummary:
     """`vcap extract`: one `<video id>.npy` per video in `out`; finished files are kept (resume).
 
-    Under torchrun or with --shard, this process takes only its share of the videos."""
+    `only`: the video ids to take (vcap run: those its labels name). Under torchrun or with --shard, this
+    process takes only its share of the videos."""
     ranks = _patient_rank_group(config)
-    summary = _extract_share(source, out, config)
+    summary = _extract_share(source, out, config, only)
     summary.failed_everywhere = _failures_on_all_ranks(len(summary.failed), ranks)
     return summary
 
@@ -240,14 +220,15 @@ def _failures_on_all_ranks(failed: int, ranks) -> int:
     return int(total)
 
 
-def _extract_share(source: str | os.PathLike, out: str | os.PathLike, config: ExtractConfig) -> ExtractSummary:
+def _extract_share(source: str | os.PathLike, out: str | os.PathLike, config: ExtractConfig,
+                   only: set[str] | None) -> ExtractSummary:
     videos, out = find_videos(source), Path(out)
     share = my_share(config.shard)
-    videos = [v for v in videos if in_share(video_id(v), share)]
+    videos = [v for v in videos if in_share(video_id(v), share) and (only is None or video_id(v) in only)]
     if out.exists() and not out.is_dir():
         raise VcapError(f"{out}: exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
-    settings = feature_settings(config, resolve_precision(config.precision, resolve_device(config.device)))
+    settings = feature_settings(config)
     check_settings(out, settings)
     summary = ExtractSummary()
     todo = [v for v in videos if config.overwrite or not (out / f"{video_id(v)}.npy").exists()]
@@ -255,12 +236,14 @@ def _extract_share(source: str | os.PathLike, out: str | os.PathLike, config: Ex
     if not todo:
         return summary
     extractor = FeatureExtractor(config)  # loads the weights: fails here, before anything is written
-    claim_folder(out, settings, {"device": str(extractor.device), "batch_size": extractor.batch_size,
+    claim_folder(out, settings, {"device": str(extractor.device), "precision": extractor.precision,
+                                 "frame_batch": extractor.frame_batch,
                                  "workers": extractor.workers, "share": f"{share[0]}/{share[1]}"})
     succeeded: list[str] = []
     start = time.perf_counter()
     desc = "extract" if share[1] == 1 else f"extract {share[0]}/{share[1]}"
-    bar = tqdm(total=len(todo), unit="video", desc=desc, file=sys.stderr, dynamic_ncols=True)
+    bar = tqdm(total=len(todo), unit="video", desc=desc, file=sys.stderr, dynamic_ncols=True,
+               disable=None)  # off when stderr is no terminal (a log file): the summary line says it
     try:
         for path, feats, error in extractor.features(todo):
             if error is not None:
@@ -274,6 +257,8 @@ def _extract_share(source: str | os.PathLike, out: str | os.PathLike, config: Ex
             bar.update()
             bar.set_postfix(frames_per_s=f"{extractor.frames_done / (time.perf_counter() - start):.1f}")
     finally:
+        if bar.disable and share[1] > 1:  # a log file: one line per share instead of a bar
+            print(f"vcap: {desc}: {summary.done} done, {len(summary.failed)} failed", file=sys.stderr)
         bar.close()
         summary.frames_per_s = extractor.frames_done / max(time.perf_counter() - start, 1e-9)
         record_results(out, summary.failed, succeeded)

@@ -52,8 +52,9 @@ def _locked(out: Path) -> Iterator[None]:
 def check_settings(out: Path, settings: dict) -> None:
     """Refuse to mix features made with other settings into one folder."""
     manifest = read_manifest(out)
-    if manifest is not None and manifest["features"] != settings:
-        old = manifest["features"]
+    # Manifests before 0.2 recorded the precision among the settings; it no longer makes caches differ.
+    old = {k: v for k, v in manifest["features"].items() if k != "precision"} if manifest is not None else settings
+    if old != settings:
         diff = ", ".join(f"{k} {old.get(k)} -> {v}" for k, v in settings.items() if old.get(k) != v)
         raise VcapError(f"{out}: holds features made with other settings ({diff}); use another output folder")
 
@@ -63,7 +64,8 @@ def claim_folder(out: Path, settings: dict, run: dict) -> None:
     with _locked(out):
         check_settings(out, settings)
         manifest = read_manifest(out) or {"features": settings, "failures": {}}
-        _write(out, {**manifest, "run": run, "versions": versions()})
+        precisions = sorted(set(manifest.get("precisions", [])) | {run["precision"]})
+        _write(out, {**manifest, "run": run, "precisions": precisions, "versions": versions()})
 
 
 def record_results(out: Path, failed: dict[str, str], succeeded: list[str]) -> None:

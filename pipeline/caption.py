@@ -3,7 +3,6 @@ then the captioner; both models loaded once, videos decoded in workers and capti
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -12,22 +11,11 @@ import torch
 from vcap.captioner.checkpoint import load_model
 from vcap.captioner.decode import caption_features
 from vcap.extract.backbone import weights_id
-from vcap.extract.extractor import ExtractConfig, FeatureExtractor, find_videos
+from vcap.extract.config import ExtractConfig
+from vcap.extract.extractor import FeatureExtractor, find_videos
+from vcap.pipeline.config import CaptionConfig
 from vcap.device import resolve_device
 from vcap.errors import VcapError
-
-
-@dataclass(frozen=True)
-class CaptionConfig:
-    model: str
-    beam: int = 1  # greedy: better CIDEr and BLEU@1 than beam 3/5 on MSVD (bench/quality.py)
-    weights: str | None = None  # the backbone weights file, when the model's features came from one
-    device: str = "auto"
-    precision: str = "auto"
-    batch_size: int | None = None  # frames per backbone pass
-    workers: int | None = None
-    decoder: str = "auto"
-    videos_per_batch: int = 32  # videos captioned together
 
 
 def extract_config_for(info: dict, config: CaptionConfig, model_path: str) -> ExtractConfig:
@@ -52,7 +40,7 @@ def extract_config_for(info: dict, config: CaptionConfig, model_path: str) -> Ex
                         f"{settings['feature_dim']}")
     return ExtractConfig(frames=settings["frames"], size=settings["size"], backbone=settings["backbone"],
                          weights=weights, device=config.device, precision=config.precision,
-                         batch_size=config.batch_size, workers=config.workers, decoder=config.decoder)
+                         frame_batch=config.frame_batch, workers=config.workers, decoder=config.decoder)
 
 
 def expand_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:
@@ -76,14 +64,14 @@ def caption_videos(inputs: Sequence[str | os.PathLike], config: CaptionConfig) -
             continue
         pending.append((path, torch.from_numpy(feats)))
         if len(pending) == config.videos_per_batch:
-            yield from _caption(model, vocab, pending, config.beam, device)
+            yield from _caption(model, vocab, pending, config, info, device)
             pending = []
-    yield from _caption(model, vocab, pending, config.beam, device)
+    yield from _caption(model, vocab, pending, config, info, device)
 
 
-def _caption(model, vocab, pending, beam: int, device: torch.device):
+def _caption(model, vocab, pending, config: CaptionConfig, info: dict, device: torch.device):
     if not pending:
         return
     feats = torch.stack([f for _, f in pending]).to(device)  # (B, T, D)
-    for (path, _), caption in zip(pending, caption_features(model, vocab, feats, beam=beam)):
+    for (path, _), caption in zip(pending, caption_features(model, vocab, feats, config.decode, info["max_words"])):
         yield path, caption, None

@@ -1,40 +1,40 @@
 """`vcap run`: extract (resumable) -> train -> evaluate, everything under one output folder."""
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 from vcap.captioner import distributed as ddp
+from vcap.captioner.config import EvalConfig
+from vcap.captioner.data import load_labels
 from vcap.captioner.evaluate import evaluate
-from vcap.captioner.train import TrainConfig, train
-from vcap.extract.extractor import ExtractConfig, ExtractSummary, extract_folder
-
-
-@dataclasses.dataclass(frozen=True)
-class RunConfig:
-    videos: str
-    labels: str
-    out: str
-    extract: ExtractConfig
-    train: dict  # TrainConfig fields other than feats/labels/out
-    val_labels: str | None = None
-    beam: int = 1
+from vcap.captioner.train import train
+from vcap.extract.extractor import ExtractSummary, extract_folder
+from vcap.pipeline.config import RunConfig
 
 
 def run_all(config: RunConfig) -> dict:
-    """OUT/feats (features + manifest), OUT/model (best.pt, last.pt, history.csv/png), OUT/eval
-    (predictions and metrics on the validation labels, or the training labels when there are none).
+    """OUT/feats (features + manifest), OUT/model (best.pt, last.pt, history), OUT/eval (predictions and
+    metrics on videos the model was not trained on: --val-labels, or the share of LABELS held out).
 
-    Under torchrun every stage is shared by the ranks; rank 0 alone evaluates (the others get metrics None)."""
+    Only the videos LABELS names are extracted unless `all_videos`. Under torchrun every stage is shared
+    by the ranks; rank 0 alone evaluates (the others get metrics None)."""
     out = Path(config.out)
-    extracted: ExtractSummary = extract_folder(config.videos, out / "feats", config.extract)
+    wanted = None if config.all_videos else {vid for vid, _ in load_labels(config.labels)}
+    if wanted is not None and config.train.val_labels:
+        wanted |= {vid for vid, _ in load_labels(config.train.val_labels)}
+    extracted: ExtractSummary = extract_folder(config.videos, out / "feats", config.extract, only=wanted)
     ddp.barrier()  # under torchrun (joined by extraction): every rank's features are on disk before training
-    train_config = TrainConfig(feats=str(out / "feats"), labels=config.labels, out=str(out / "model"),
-                               val_labels=config.val_labels, **config.train)
-    trained = train(train_config)
+    trained = train(config.train)
     if not ddp.is_main():
-        return {"extract": extracted, "train": trained, "metrics": None}
-    metrics = evaluate(trained["best_checkpoint"], out / "feats", config.val_labels or config.labels,
-                       out=out / "eval", beam=config.beam, device=train_config.device)
-    return {"extract": extracted, "train": trained, "metrics": metrics}
-
+        return {"extract": extracted, "train": trained, "metrics": None, "scored_on": None}
+    if config.train.val_labels:
+        labels, only = config.train.val_labels, None
+        scored_on = f"the videos of {config.train.val_labels} (they also chose best.pt)"
+    else:
+        labels, only = config.labels, tuple(trained["val_videos"])
+        scored_on = (f"{len(only)} videos of {config.labels} held out of training "
+                     f"(--val-fraction {config.train.val_fraction}; they also chose best.pt)")
+    metrics = evaluate(EvalConfig(model=trained["best_checkpoint"], feats=str(out / "feats"), labels=labels,
+                                  out=str(out / "eval"), decode=config.decode, device=config.train.device,
+                                  only=only, progress=config.train.progress))
+    return {"extract": extracted, "train": trained, "metrics": metrics, "scored_on": scored_on}

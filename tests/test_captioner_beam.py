@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from vcap.captioner.beam import beam_search, repeat_bans
+from vcap.captioner.config import DecodeConfig
 from vcap.captioner.decode import caption_features, decode, greedy_search, sequence_logprob
 from vcap.captioner.models import build_model
 from vcap.captioner.vocab import SPECIALS, Vocab
@@ -10,7 +11,7 @@ from vcap.captioner.vocab import SPECIALS, Vocab
 
 def _model(name="attention", seed=0, vocab_size=12):
     torch.manual_seed(seed)
-    return build_model(name, feature_dim=6, vocab_size=vocab_size, hidden=16, embed_dim=8, dropout=0.0).eval()
+    return build_model(name, feature_dim=6, vocab_size=vocab_size, hidden=16, embed_dim=8, dropout=0.0, frame_stride=1).eval()
 
 
 def test_repeat_bans():
@@ -49,9 +50,9 @@ def test_no_repeat_ngram_blocks_a_a_a():
         model.out.bias[4] = 50.0
     vocab = Vocab(SPECIALS + ["a", "b", "c"])
     feats = torch.randn(3, 4, 6)
-    assert caption_features(model, vocab, feats, beam=1, no_repeat_ngram=0, max_len=5)[0] == "a a a a a"
+    assert caption_features(model, vocab, feats, DecodeConfig(beam=1, no_repeat_ngram=0, max_words=4), None)[0] == "a a a a a"
     for beam in (1, 3):
-        for cap in caption_features(model, vocab, feats, beam=beam, no_repeat_ngram=2, max_len=6):
+        for cap in caption_features(model, vocab, feats, DecodeConfig(beam=beam, no_repeat_ngram=2, max_words=5), None):
             words = cap.split()
             bigrams = list(zip(words, words[1:]))
             assert len(bigrams) == len(set(bigrams)) and "a a a" not in cap

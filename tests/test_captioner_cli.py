@@ -11,6 +11,7 @@ from vcap.cli import main
 MSVD = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "msvd"
 
 
+@pytest.mark.slow
 def test_train_then_evaluate(tmp_path):
     feats, labels = make_synthetic(tmp_path, n_videos=32)
     out = tmp_path / "run"
@@ -70,5 +71,6 @@ def test_real_msvd_features_train_one_epoch(tmp_path):
 
     summary = train(TrainConfig(str(MSVD / "feat"), str(MSVD / "dev_label.json"), str(tmp_path), hidden=32,
                                 embed_dim=16, epochs=1, batch_size=64, max_words=8, progress=False))
-    assert summary["train_videos"] + summary["val_videos"] == 80 and summary["vocab_size"] > 50
-    assert 0.0 <= summary["best_val_bleu1"] <= 1.0
+    assert summary["train_videos"] + len(summary["val_videos"]) == 80 and summary["vocab_size"] > 50
+    assert summary["history"][0]["val_loss"] < summary["history"][0]["train_loss"] * 3  # finite, not diverged
+    assert summary["best_val_bleu1"] > 0.1  # real captions share common words even after one epoch

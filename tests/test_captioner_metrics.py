@@ -40,6 +40,7 @@ def test_corpus_average_and_empty_candidate():
     assert mlds_bleu1_corpus(preds, refs) == pytest.approx(0.5)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not java_available(), reason="java not on PATH (METEOR and the PTB tokenizer need it)")
 def test_coco_metrics_with_java():
     refs = {"v1": ["A man is playing a guitar.", "a man plays guitar"], "v2": ["a dog is running in a park"]}

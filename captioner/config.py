@@ -1,0 +1,136 @@
+"""What `vcap train`, `evaluate` and `caption` take: the training run, the decoding, and the registry of
+captioners (no torch here: `vcap --help` reads these)."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from vcap.config import PRECISIONS, check, check_choice, check_float, check_int
+from vcap.errors import VcapError
+
+CAPTIONERS = {  # `vcap.captioner.models.MODELS` holds one class per entry
+    "attention": "LSTM encoder + LSTM decoder with additive attention",
+    "s2vt": "S2VT: two stacked LSTMs, frames then words",
+}
+SELECT_ON = ("loss", "bleu1")
+# What a model is: fixed by the checkpoint when resuming (a different value is refused, not silently ignored).
+ARCHITECTURE = ("captioner", "hidden", "embed_dim", "dropout", "frame_stride", "min_count", "max_words")
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    """How features become words; one config for validation, `vcap evaluate` and `vcap caption`.
+
+    Greedy decoding (beam 1) measured better CIDEr and BLEU@1 than beam 3/5 on MSVD (bench/quality.py)."""
+
+    beam: int = 1
+    max_words: int | None = None  # None: the length the model was trained with
+    no_repeat_ngram: int = 2  # block repeated n-grams ("a a a"); 0 disables
+    length_alpha: float = 0.7  # beam length normalisation: score / length ** alpha
+
+    def __post_init__(self):
+        check_int(self, "beam", 1, 100)
+        check_int(self, "max_words", 1, 1000, optional=True)
+        check_int(self, "no_repeat_ngram", 0, 10)
+        check_float(self, "length_alpha", 0.0, 5.0)
+
+    def max_len(self, trained_max_words: int | None) -> int:
+        """Tokens to decode: the words plus the closing <EOS>."""
+        return (self.max_words or trained_max_words or TrainConfig.max_words) + 1
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run; saved inside every checkpoint and as OUT/config.json."""
+
+    feats: str
+    labels: str
+    out: str
+    captioner: str = "attention"
+    # Defaults measured best by bench/quality.py on MSVD (5-fold, 64 training videos a fold); the seed's
+    # hidden 512 / lr 1e-4 / 20 epochs scored lower on 4 of 5 metrics and trained 4.5x slower.
+    hidden: int = 256
+    embed_dim: int = 300
+    dropout: float = 0.35
+    lr: float = 1e-3
+    batch_size: int = 64  # (video, caption) samples a step, across all ranks
+    epochs: int = 15
+    min_count: int = 4  # rarer training words become <UNK>
+    max_words: int = 20  # training captions are cut to this many words; captions decode up to it
+    val_labels: str | None = None
+    val_fraction: float = 0.1  # videos held out for validation when val_labels is None
+    seed: int = 0
+    patience: int = 4  # epochs without a better validation score before stopping; 0 = never stop early
+    grad_clip: float = 5.0  # 0 disables
+    teacher_forcing: str = "inverse-sigmoid:1000"  # "always", "never" or "inverse-sigmoid:K"
+    embeddings: str | None = None  # word2vec/GloVe text file to initialise the word embeddings
+    frame_stride: int = 4  # keep every k-th feature frame (in the model, so decoding does the same)
+    label_smoothing: float = 0.0
+    weight_decay: float = 0.01  # decoupled (AdamW); 0 is plain Adam
+    select_on: str = "loss"  # best.pt = lowest validation "loss" or best greedy validation "bleu1"
+    device: str = "auto"
+    precision: str = "auto"  # "fp32", "bf16", "fp16" (GPU only, with loss scaling) or "auto"
+    cache_features: bool = False
+    compile: bool = False
+    resume: bool = False  # continue OUT/last.pt
+    overwrite: bool = False  # replace the run already in OUT
+    progress: bool = True
+
+    def __post_init__(self):
+        check_choice(self, "captioner", tuple(CAPTIONERS))
+        check_int(self, "hidden", 1, 65536)
+        check_int(self, "embed_dim", 1, 65536)
+        check_float(self, "dropout", 0.0, 1.0, high_open=True)
+        check(isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and 0 < self.lr <= 10, "lr", self.lr,
+              "must be a finite number > 0 and <= 10")
+        check_int(self, "batch_size", 1)
+        check_int(self, "epochs", 1)
+        check_int(self, "min_count", 1)
+        check_int(self, "max_words", 1, 1000)
+        check_float(self, "val_fraction", 0.0, 1.0, high_open=True)
+        check(self.val_fraction > 0 or self.val_labels is not None, "val_fraction", self.val_fraction,
+              "must be > 0 unless --val-labels is given")
+        check_int(self, "seed", 0)
+        check_int(self, "patience", 0)
+        check_float(self, "grad_clip", 0.0)
+        teacher_schedule_k(self.teacher_forcing)
+        check_int(self, "frame_stride", 1, 1000)
+        check_float(self, "label_smoothing", 0.0, 1.0, high_open=True)
+        check_float(self, "weight_decay", 0.0, 10.0)
+        check_choice(self, "select_on", SELECT_ON)
+        check_choice(self, "precision", PRECISIONS)
+        if self.resume and self.overwrite:
+            raise VcapError("--resume continues the run in OUT and --overwrite replaces it: choose one")
+
+
+def teacher_schedule_k(spec: str) -> float | None:
+    """The K of "inverse-sigmoid:K" (None for "always" / "never"); anything else is a VcapError."""
+    if spec in ("always", "never"):
+        return None
+    name, _, k = str(spec).partition(":")
+    try:
+        value = float(k)
+    except ValueError:
+        value = -1.0
+    if name != "inverse-sigmoid" or not (math.isfinite(value) and value >= 1):
+        raise VcapError(f"--teacher-forcing {spec}: expected always, never or inverse-sigmoid:K with K >= 1")
+    return value
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """`vcap evaluate`: caption the videos of LABELS from their cached features and score them."""
+
+    model: str
+    feats: str
+    labels: str
+    out: str | None = None  # None: eval-<labels file stem>/ beside the model
+    decode: DecodeConfig = DecodeConfig()
+    videos_per_batch: int = 64  # videos captioned together
+    device: str = "auto"
+    coco: bool = True  # pycocoevalcap's BLEU-1..4, METEOR, ROUGE-L, CIDEr beside MLDS BLEU@1
+    only: tuple[str, ...] | None = None  # score only these video ids of LABELS (vcap run: its held-out share)
+    progress: bool = True
+
+    def __post_init__(self):
+        check_int(self, "videos_per_batch", 1)

@@ -1,0 +1,63 @@
+"""What `vcap caption` and `vcap run` take (no torch here). Their extraction and training options are those of
+`vcap extract` and `vcap train`, with the same names and the defaults those stages write."""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from vcap.captioner.config import DecodeConfig, TrainConfig
+from vcap.config import check_int, pick
+from vcap.errors import VcapError
+from vcap.extract.config import ExtractConfig
+
+
+@dataclass(frozen=True)
+class CaptionConfig:
+    model: str  # a checkpoint from `vcap train`
+    decode: DecodeConfig = DecodeConfig()
+    weights: str | None = None  # the backbone weights file, when the model's features came from one
+    device: str = ExtractConfig.device
+    precision: str = ExtractConfig.precision
+    frame_batch: int | None = ExtractConfig.frame_batch
+    workers: int | None = ExtractConfig.workers
+    decoder: str = ExtractConfig.decoder
+    videos_per_batch: int = 32  # videos captioned together
+
+    def __post_init__(self):
+        if not self.model:
+            raise VcapError("no model: pass --model PATH (a best.pt from `vcap train`) or set VCAP_MODEL")
+        check_int(self, "videos_per_batch", 1)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """`vcap run`: OUT/feats from VIDEOS, OUT/model trained on LABELS, OUT/eval scored on held-out videos."""
+
+    videos: str
+    labels: str
+    out: str
+    extract: ExtractConfig
+    train: TrainConfig  # its feats, labels and out point into OUT
+    decode: DecodeConfig = DecodeConfig()
+    all_videos: bool = False  # extract every video in VIDEOS, not only those LABELS names
+
+
+def run_config(videos: str, labels: str, out: str, **options) -> RunConfig:
+    """Share one command's options among the stages by name: --device, --precision and --overwrite go to
+    both extraction and training, --max-words to training and decoding."""
+    known = {f.name for cls in (ExtractConfig, TrainConfig, DecodeConfig) for f in fields(cls)} | {"all_videos"}
+    unknown = set(options) - known - {"feats", "labels", "out"}
+    if unknown:
+        raise TypeError(f"run_config: unknown options {sorted(unknown)}")
+    root = Path(out)
+    train_options = {**pick(options, TrainConfig), "feats": str(root / "feats"), "labels": str(labels),
+                     "out": str(root / "model")}
+    if options.get("resume"):  # the model's settings come from OUT/model/last.pt
+        from vcap.captioner.train import resumed_config
+
+        train = resumed_config(root / "model", **train_options)
+    else:
+        train = TrainConfig(**train_options)
+    return RunConfig(videos=str(videos), labels=str(labels), out=str(out),
+                     extract=ExtractConfig(**pick(options, ExtractConfig)), train=train, decode=DecodeConfig(**pick(options, DecodeConfig)),
+                     all_videos=bool(options.get("all_videos", False)))
