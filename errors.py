@@ -1,5 +1,16 @@
-"""The one exception type for errors a user caused and can fix."""
+"""The one exception type for errors a user caused and can fix, and how a library's words join vcap's."""
 
 
 class VcapError(Exception):
     """An error the user caused and can fix (bad file, wrong option); the CLI prints it on one line."""
+
+
+def library_text(exc: BaseException, limit: int = 200, line: int = 0) -> str:
+    """A library's own message, to follow vcap's reason in brackets: one line of it (the first, or `line`),
+    cut at a word boundary, since a traceback's worth of text would bury the reason and a cut word reads
+    as a typo."""
+    lines = [text.strip() for text in str(exc).splitlines() if text.strip()]
+    text = lines[line] if lines else type(exc).__name__
+    if len(text) > limit:
+        text = text[:limit].rsplit(" ", 1)[0].rstrip(",;:") + " ..."
+    return text

@@ -26,8 +26,9 @@ def make_checkpoint(model: Captioner, vocab: Vocab, feature_config: dict | None,
 
 
 def save_checkpoint(path: str | Path, checkpoint: dict) -> None:
-    with atomic_write(path, suffix=".pt") as tmp:
-        torch.save(checkpoint, tmp)
+    # Through a Python file: torch's own writer turns a full disk into "unexpected pos ..." RuntimeErrors.
+    with atomic_write(path, suffix=".pt") as tmp, tmp.open("wb") as f:
+        torch.save(checkpoint, f)
 
 
 def read_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict:

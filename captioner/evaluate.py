@@ -9,7 +9,7 @@ from tqdm import tqdm
 
 from vcap.device import resolve_device
 
-from vcap.files import atomic_write
+from vcap.files import atomic_write, ensure_folder
 
 from .checkpoint import load_model
 from .data import FeatureBank, attach_features, load_labels
@@ -32,6 +32,7 @@ def evaluate(model_path: str | Path, feats: str | Path, labels: str | Path, out:
     if skipped:
         print(f"vcap: skipped {skipped} of {skipped + len(videos)} videos without features in {feats}",
               file=sys.stderr)
+    out = ensure_folder(out if out is not None else Path(model_path).parent / f"eval-{Path(labels).stem}")
     bank = FeatureBank([p for _, _, p in videos])
     preds: dict[str, str] = {}
     for start in tqdm(range(0, len(videos), batch_size), desc="captioning", leave=False, disable=not progress,
@@ -46,7 +47,6 @@ def evaluate(model_path: str | Path, feats: str | Path, labels: str | Path, out:
     if coco:
         metrics.update(coco_metrics(preds, refs))
 
-    out = Path(out) if out is not None else Path(model_path).parent / f"eval-{Path(labels).stem}"
     with atomic_write(out / "predictions.txt") as tmp:
         tmp.write_text("".join(f"{vid},{cap}\n" for vid, cap in preds.items()), encoding="utf-8")
     with atomic_write(out / "predictions.json") as tmp:
