@@ -234,6 +234,10 @@ def run(videos, labels, out, val_labels, captioner, epochs, hidden, lr, min_coun
     click.echo(f"model: {result['train']['best_checkpoint']}")
     click.echo(" ".join(f"{k} {metrics[k]:.3f}" for k in ("MLDS-BLEU@1", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr")
                         if k in metrics) + f" on {metrics['videos']} videos: {metrics['out']}")
+    if extracted.failed_everywhere:  # the rest was trained and scored, but this run did not do all it was asked
+        click.echo(f"vcap: {extracted.failed_everywhere} of the videos could not be extracted (listed in "
+                   f"{out}/feats/manifest.json); the model was trained and scored without them", err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":
