@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 
 import torch
@@ -37,15 +38,21 @@ def read_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dic
     path = Path(path)
     if not path.is_file():
         raise VcapError(f"{path}: no such checkpoint file")
+    if path.stat().st_size == 0:
+        raise VcapError(f"{path}: not a vcap checkpoint (empty file)")
     try:
-        ckpt = torch.load(path, map_location=device, weights_only=True)
+        with warnings.catch_warnings():  # torch's warnings about a foreign file's pickle protocol: ours says why
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, map_location=device, weights_only=True)
     except Exception as exc:  # torch raises many types for foreign or corrupt files
-        if "Weights only load failed" in str(exc):
-            found = re.search(r"GLOBAL (\S+)", str(exc))
-            raise VcapError(f"{path}: not a vcap checkpoint: it holds Python objects "
-                            f"{f'({found[1]}) ' if found else ''}beyond tensors and plain data, which vcap "
-                            "refuses to load since loading them could run code") from None
-        raise VcapError(f"{path}: not a vcap checkpoint (torch.load: {library_text(exc)})") from None
+        text = str(exc)
+        if found := re.search(r"GLOBAL (\S+)", text):
+            raise VcapError(f"{path}: not a vcap checkpoint: it holds Python objects ({found[1]}) beyond tensors "
+                            "and plain data, which vcap refuses to load since loading them could run code") from None
+        # Behind torch's advice about weights_only, the reason itself
+        detail = re.search(r"WeightsUnpickler error:\s*(.+)", text)
+        raise VcapError(f"{path}: not a vcap checkpoint (torch.load: {library_text(detail[1] if detail else exc)})") \
+            from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise VcapError(f"{path}: not a vcap checkpoint (no '{FORMAT}' marker; train one with `vcap train`)")
     if ckpt.get("version") != VERSION or ckpt.get("model") not in MODELS:

@@ -10,7 +10,7 @@ import torch
 import torchvision
 from torch import nn
 
-from vcap.errors import VcapError
+from vcap.errors import VcapError, library_text
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -122,7 +122,7 @@ def _load_lite0(weights: str) -> FrameEncoder:
         try:
             net.load_state_dict(state)
         except RuntimeError as exc:
-            raise VcapError(f"{path}: does not fit efficientnet-lite0 ({str(exc).splitlines()[0][:160]})") from None
+            raise VcapError(f"{path}: does not fit efficientnet-lite0 ({library_text(exc, 160)})") from None
     # The TensorFlow Lite models were trained on (x - 127) / 128 pixels, not ImageNet mean/std.
     return FrameEncoder(EfficientNetPooled(net), mean=(127 / 255,) * 3, std=(128 / 255,) * 3).eval()
 
@@ -145,7 +145,7 @@ def _load_into(vgg: nn.Module, path: Path) -> None:
     try:
         missing, unexpected = vgg.load_state_dict(state, strict=False)
     except RuntimeError as exc:  # shape mismatch: another architecture
-        raise VcapError(f"{path}: does not fit VGG16 ({str(exc).splitlines()[-1].strip()[:160]})") from None
+        raise VcapError(f"{path}: does not fit VGG16 ({library_text(exc, 160, line=-1)})") from None
     missing = [k for k in missing if not k.startswith("classifier.6.")]
     if missing or unexpected:
         raise VcapError(f"{path}: does not fit VGG16 (missing {missing[:3]}, unexpected {unexpected[:3]})")
@@ -157,7 +157,7 @@ def _load_state_dict(path: Path, first_key: str) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise VcapError(f"{path}: not a loadable state dict ({str(exc).splitlines()[0][:160]})") from None
+        raise VcapError(f"{path}: not a loadable state dict ({library_text(exc, 160)})") from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or first_key not in state:
