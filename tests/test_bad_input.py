@@ -331,7 +331,7 @@ def _set(path: str, value):
     (_set("state_dict.out.bias", [0.0]), "weight out.bias is not a float tensor"),
     (_set("state_dict.out.bias", lambda t: t.long()), "weight out.bias is not a float tensor"),
     (_set("state_dict.out.bias", lambda t: t * float("nan")), "weight out.bias holds NaN"),
-    (_set("feature_config", {"backbone": "vgg16"}), "feature_config is not"),
+    (_set("feature_config", "vgg16"), "feature_config is a str, not a dict or None"),
 ])
 @pytest.mark.parametrize("command", ["evaluate", "caption"])
 def test_checkpoints_that_disagree_with_themselves_are_one_line(tmp_path, model, change, reason, command):
@@ -347,6 +347,20 @@ def test_checkpoints_that_disagree_with_themselves_are_one_line(tmp_path, model,
         ["caption", video, "--model", bad, "--device", "cpu"]
     assert_one_error(invoke(*args), f"{bad}: an inconsistent checkpoint: ", reason)
     assert not changed(before, tmp_path)
+
+
+@pytest.mark.parametrize("settings", [
+    {"backbone": "vgg16", "frames": 6}, {"weights": 3},
+    {"backbone": "vgg16", "weights": "none", "feature_dim": 4, "frames": "6", "size": 32},
+])
+def test_caption_names_feature_settings_it_cannot_reproduce(tmp_path, model, settings):
+    ckpt = torch.load(model, weights_only=True)
+    ckpt["feature_config"] = settings
+    bad = tmp_path / "bad.pt"
+    torch.save(ckpt, bad)
+    (tmp_path / "clip.mp4").write_bytes(b"never decoded")
+    assert_one_error(invoke("caption", tmp_path / "clip.mp4", "--model", bad, "--device", "cpu"),
+                     bad, "lacks how the features were made")
 
 
 # ---- 5. failure that looks like success ----------------------------------------------------------------
