@@ -20,6 +20,8 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             click.echo("vcap: interrupted; finished outputs are kept, run the same command again to resume", err=True)
             sys.exit(130)
+        except EOFError as exc:  # click would print a bare "Aborted!"; a file that ended early, unchecked, is a bug
+            raise RuntimeError(f"unexpected end of a file: {exc}") from exc
 
 
 @click.group(cls=_Group)

@@ -31,7 +31,7 @@ def write_error(path: str | os.PathLike, exc: OSError, is_folder: bool = False) 
     elif code == errno.EISDIR:
         cause = "a folder is in the way; remove it or choose another output folder"
     elif code == errno.EFBIG:
-        cause = "file too large for the file system or this process's size limit (ulimit -f)"
+        cause = "file too large for the file system or for this process's size limit, ulimit -f"
     else:
         cause = os.strerror(code).lower() if code else library_text(exc)
     return VcapError(f"{path}: cannot write ({cause})")
