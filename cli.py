@@ -46,6 +46,8 @@ class _Group(click.Group):
             hint = INTERRUPTED.get(ctx.invoked_subcommand or "", lambda argv: "")([ctx.invoked_subcommand, *argv])
             click.echo(f"vcap: interrupted; {hint}", err=True)
             sys.exit(130)
+        except EOFError as exc:  # click would print a bare "Aborted!"; a file that ended early, unchecked, is a bug
+            raise RuntimeError(f"unexpected end of a file: {exc}") from exc
 
 
 @click.group(cls=_Group)
@@ -291,9 +293,9 @@ def run(videos, labels, out, **values) -> None:
     click.echo(f"extract: {extracted.done} done, {extracted.skipped} already there, {len(extracted.failed)} failed")
     click.echo(_best_line(result["train"]))
     _print_metrics(metrics, result["scored_on"])
-    if extracted.failed_everywhere:
-        click.echo(f"vcap: {extracted.failed_everywhere} video(s) could not be extracted (listed in "
-                   f"{out}/feats/manifest.json); the rest were trained and scored", err=True)
+    if extracted.failed_everywhere:  # the rest was trained and scored, but this run did not do all it was asked
+        click.echo(f"vcap: {extracted.failed_everywhere} of the videos could not be extracted (listed in "
+                   f"{out}/feats/manifest.json); the model was trained and scored without them", err=True)
         sys.exit(1)
 
 

@@ -1,14 +1,65 @@
-"""Crash-safe file writes: a result is either whole or absent, never half-written."""
+"""Crash-safe file writes: a result is either whole or absent, never half-written; a write the OS refuses
+(full disk, read-only folder, a file where a folder should be) is one VcapError naming the path and cause."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator
 
+from vcap.errors import VcapError, library_text
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+
+
+def write_error(path: str | os.PathLike, exc: OSError, is_folder: bool = False) -> VcapError:
+    """The one translation of an OS write failure into a user's error: what `path` is, why, what to do."""
+    path = Path(path)
+    folder = path if is_folder else path.parent
+    code = exc.errno
+    if code in (errno.ENOSPC, errno.EDQUOT) or (code is None and _nearly_full(folder)):
+        # numpy reports a disk that fills mid-write as "N requested and M written", without an errno
+        cause = f"no space left on the device holding {folder}/; free some and run the same command again"
+    elif code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        cause = f"{'read-only file system' if code == errno.EROFS else 'permission denied'}; choose a folder you can write to"
+    elif code in (errno.ENOTDIR, errno.EEXIST) and _file_in_the_way(path):
+        cause = f"{_file_in_the_way(path)} is a file, not a folder; choose another output folder"
+    elif code == errno.EISDIR:
+        cause = "a folder is in the way; remove it or choose another output folder"
+    elif code == errno.EFBIG:
+        cause = "file too large for the file system or for this process's size limit, ulimit -f"
+    else:
+        cause = os.strerror(code).lower() if code else library_text(exc)
+    return VcapError(f"{path}: cannot write ({cause})")
+
+
+def _nearly_full(folder: Path) -> bool:
+    for parent in (folder, *folder.parents):
+        with contextlib.suppress(OSError):
+            return shutil.disk_usage(parent).free < 1 << 20
+    return False
+
+
+def _file_in_the_way(path: Path) -> Path | None:
+    """The nearest of `path` and its parents that exists and is not a folder."""
+    return next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+
+
+def ensure_folder(path: str | os.PathLike) -> Path:
+    """Make the folder `path` and prove a file can be made in it, so a run that cannot write its results
+    fails before its work rather than after it. The probe is an unnamed temp file: nothing is left."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise write_error(path, exc, is_folder=True) from None
+    return path
 
 
 @contextlib.contextmanager
@@ -17,15 +68,21 @@ def atomic_write(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
 
     A crash or Ctrl-C mid-write leaves the old file (or none), never a half-written one.
     `suffix` keeps writers that append an extension (np.save adds .npy) writing to the yielded name.
+    The block only writes: an OSError in it is a write failure, reported as a VcapError naming `path`.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + suffix, dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + suffix, dir=path.parent)
+    except OSError as exc:
+        raise write_error(path, exc) from None
     os.close(fd)
     tmp = Path(tmp)
     try:
         yield tmp
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; the result should look like any other file
         os.replace(tmp, path)
+    except OSError as exc:
+        raise write_error(path, exc) from None
     finally:
         tmp.unlink(missing_ok=True)

@@ -1,16 +1,18 @@
 """One-file checkpoints (weights, model/feature/train config, vocabulary) safe for torch.load(weights_only=True)."""
 from __future__ import annotations
 
+import re
+import warnings
 from pathlib import Path
 
 import torch
 
-from vcap.errors import VcapError
+from vcap.errors import VcapError, library_text
 
 from vcap.files import atomic_write
 
 from .models import MODELS, Captioner, build_model
-from .vocab import Vocab
+from .vocab import SPECIALS, Vocab
 
 FORMAT = "vcap-captioner"
 VERSION = 2  # 2: train_config names the architecture "captioner"; last.pt holds the loss scaler
@@ -27,8 +29,9 @@ def make_checkpoint(model: Captioner, vocab: Vocab, feature_config: dict | None,
 
 
 def save_checkpoint(path: str | Path, checkpoint: dict) -> None:
-    with atomic_write(path, suffix=".pt") as tmp:
-        torch.save(checkpoint, tmp)
+    # Through a Python file: torch's own writer turns a full disk into "unexpected pos ..." RuntimeErrors.
+    with atomic_write(path, suffix=".pt") as tmp, tmp.open("wb") as f:
+        torch.save(checkpoint, f)
 
 
 def read_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict:
@@ -36,11 +39,21 @@ def read_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dic
     path = Path(path)
     if not path.is_file():
         raise VcapError(f"{path}: no such checkpoint file")
+    if path.stat().st_size == 0:
+        raise VcapError(f"{path}: not a vcap checkpoint (empty file)")
     try:
-        ckpt = torch.load(path, map_location=device, weights_only=True)
+        with warnings.catch_warnings():  # torch's warnings about a foreign file's pickle protocol: ours says why
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, map_location=device, weights_only=True)
     except Exception as exc:  # torch raises many types for foreign or corrupt files
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise VcapError(f"{path}: not a vcap checkpoint ({reason[:120]})") from None
+        text = str(exc)
+        if found := re.search(r"GLOBAL (\S+)", text):
+            raise VcapError(f"{path}: not a vcap checkpoint: it holds Python objects ({found[1]}) beyond tensors "
+                            "and plain data, which vcap refuses to load since loading them could run code") from None
+        # Behind torch's advice about weights_only, the reason itself
+        detail = re.search(r"WeightsUnpickler error:\s*(.+)", text)
+        raise VcapError(f"{path}: not a vcap checkpoint (torch.load: {library_text(detail[1] if detail else exc)})") \
+            from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise VcapError(f"{path}: not a vcap checkpoint (no '{FORMAT}' marker; train one with `vcap train`)")
     if ckpt.get("version") not in READS:
@@ -49,7 +62,63 @@ def read_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dic
     if ckpt.get("model") not in MODELS:
         raise VcapError(f"{path}: a checkpoint of an unknown captioner {ckpt.get('model')!r} "
                         f"(this vcap knows {', '.join(MODELS)})")
+    problem = inconsistency(ckpt)
+    if problem:
+        raise VcapError(f"{path}: an inconsistent checkpoint: {problem}; use one written by `vcap train`")
     return ckpt
+
+
+_WHOLE_NUMBERS = ("feature_dim", "vocab_size", "hidden", "embed_dim", "frame_stride")  # and dropout: the model_config
+
+
+def _whole(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x >= 1
+
+
+def inconsistency(ckpt: dict) -> str | None:
+    """How a checkpoint disagrees with itself (vocabulary, config and weights), or None.
+
+    The model is built on the meta device to learn the shapes its config makes: no memory, whatever it says."""
+    for key, kind in (("model_config", dict), ("state_dict", dict), ("vocab", list)):
+        if not isinstance(ckpt.get(key), kind):
+            return f"{key!r} is missing or not a {kind.__name__}"
+    config, vocab, weights = ckpt["model_config"], ckpt["vocab"], ckpt["state_dict"]
+    if set(config) != {*_WHOLE_NUMBERS, "dropout"}:
+        return f"model_config has the keys {sorted(config)}, not {sorted({*_WHOLE_NUMBERS, 'dropout'})}"
+    for key in _WHOLE_NUMBERS:
+        if not _whole(config[key]):
+            return f"model_config {key} is {config[key]!r}, not a whole number >= 1"
+    if isinstance(config["dropout"], bool) or not isinstance(config["dropout"], (int, float)) \
+            or not 0 <= config["dropout"] < 1:
+        return f"model_config dropout is {config['dropout']!r}, not a number in [0, 1)"
+    if not all(isinstance(w, str) for w in vocab) or vocab[:4] != SPECIALS or len(set(vocab)) != len(vocab):
+        return f"its vocabulary is not {len(SPECIALS)} special tokens followed by distinct words"
+    if len(vocab) != config["vocab_size"]:
+        return f"its vocabulary has {len(vocab)} words but model_config says {config['vocab_size']}"
+    if ckpt.get("feature_dim") != config["feature_dim"]:
+        return f"feature_dim is {ckpt.get('feature_dim')!r} but model_config says {config['feature_dim']}"
+    if not _whole(ckpt.get("frames")):
+        return f"frames is {ckpt.get('frames')!r}, not a whole number >= 1"
+    if not isinstance(ckpt.get("feature_config"), (dict, type(None))):
+        return f"feature_config is a {type(ckpt['feature_config']).__name__}, not a dict or None"
+    try:
+        with torch.device("meta"):
+            expected = {k: tuple(v.shape) for k, v in build_model(ckpt["model"], **config).state_dict().items()}
+    except (RuntimeError, ValueError, OverflowError) as exc:  # sizes beyond what torch can even describe
+        return f"model_config {config} makes no {ckpt['model']} model ({library_text(exc)})"
+    if set(weights) != set(expected):
+        missing, extra = sorted(set(expected) - set(weights)), sorted(map(str, set(weights) - set(expected)))
+        return f"weights {', '.join((missing or extra)[:3])} {'missing' if missing else 'unknown'} for the " \
+               f"{ckpt['model']} model"
+    for key, shape in expected.items():
+        tensor = weights[key]
+        if not isinstance(tensor, torch.Tensor) or not tensor.is_floating_point():
+            return f"weight {key} is not a float tensor"
+        if tuple(tensor.shape) != shape:
+            return f"weight {key} is {tuple(tensor.shape)} but model_config makes it {shape}"
+        if not torch.isfinite(tensor).all():
+            return f"weight {key} holds NaN or infinite values"
+    return None
 
 
 def model_from_checkpoint(ckpt: dict, device: str | torch.device = "cpu") -> tuple[Captioner, Vocab]:

@@ -3,15 +3,20 @@ from __future__ import annotations
 
 import json
 import random
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from vcap.errors import VcapError
+from vcap.errors import VcapError, library_text
 
 from .vocab import PAD, Vocab
+
+# Features must lie within the float16 range: decoding and training run in half precision on GPUs, and
+# no backbone's activations come near it, so a value beyond it (or NaN, inf) is a broken file, not a feature.
+FEATURE_LIMIT = 65504.0
 
 
 def load_labels(path: str | Path) -> list[tuple[str, list[str]]]:
@@ -33,6 +38,9 @@ def load_labels(path: str | Path) -> list[tuple[str, list[str]]]:
         vid, caps = item.get("id"), item.get("caption")
         if not isinstance(vid, str) or not vid:
             raise VcapError(f"{where}: missing or non-string 'id'")
+        if (problem := id_problem(vid)) is not None:
+            raise VcapError(f"{where}: id {vid!r} {problem}; an id is the file name of a video "
+                            f"(its features are FEATS/<id>.npy)")
         if caps is None:
             raise VcapError(f"{where} ({vid}): missing 'caption'")
         if not isinstance(caps, list) or not all(isinstance(c, str) for c in caps):
@@ -43,6 +51,19 @@ def load_labels(path: str | Path) -> list[tuple[str, list[str]]]:
     if not out:
         raise VcapError(f"{path}: no videos in labels file")
     return out
+
+
+def id_problem(vid: str) -> str | None:
+    """Why `vid` cannot name a file inside FEATS, or None: an id must never reach outside that folder."""
+    if vid in (".", ".."):
+        return "is a folder name"
+    if "/" in vid or "\\" in vid:
+        return "holds a path separator"
+    if any(ord(c) < 32 for c in vid):
+        return "holds a control character"
+    if len(f"{vid}.npy".encode("utf-8", "surrogatepass")) > 255:
+        return "is too long for a file name"
+    return None
 
 
 def load_feature_config(feats_dir: str | Path) -> dict | None:
@@ -66,30 +87,51 @@ def attach_features(labels: list[tuple[str, list[str]]], feats_dir: str | Path, 
     feats_dir = Path(feats_dir)
     if not feats_dir.is_dir():
         raise VcapError(f"{feats_dir}: no such feature directory (run `vcap extract` first)")
-    kept, skipped, shape = [], 0, None
+    kept, skipped, shapes = [], 0, {}
     for vid, caps in labels:
         f = feats_dir / f"{vid}.npy"
         if not f.exists():
             skipped += 1
             continue
-        try:
-            arr = np.load(f, mmap_mode="r")
-        except (ValueError, OSError) as exc:
-            raise VcapError(f"{f}: not a readable .npy feature file ({exc})") from None
-        if arr.ndim != 2:
-            raise VcapError(f"{f}: features must be (frames, dim), got shape {tuple(arr.shape)}")
-        if dim is not None and arr.shape[1] != dim:
-            raise VcapError(f"{f}: feature dim {arr.shape[1]} but the model expects {dim}; "
-                            "use features extracted with the model's settings")
-        if shape is None:
-            shape = tuple(arr.shape)
-        elif tuple(arr.shape) != shape:
-            raise VcapError(f"{f}: feature shape mismatch: {tuple(arr.shape)} but other videos are {shape}; "
-                            "re-extract all videos with the same settings")
+        shapes[f] = check_features(f, dim)
         kept.append((vid, caps, f))
     if not kept:
         raise VcapError(f"{labels_path}: none of its {len(labels)} videos has features in {feats_dir}")
+    counts = Counter(shapes.values()).most_common()
+    shape, n = counts[0]
+    if len(counts) > 1:  # blame a file of a minority shape, not whichever file came first
+        odd = next(f for f, s in shapes.items() if s != shape)
+        usual = next(f for f, s in shapes.items() if s == shape)
+        raise VcapError(f"{odd}: feature shape mismatch: {shapes[odd]}, but {n} of the {len(shapes)} feature files "
+                        f"are {shape} (e.g. {usual.name}); re-extract all videos with the same settings")
     return kept, skipped, shape
+
+
+def check_features(f: Path, dim: int | None = None) -> tuple[int, int]:
+    """The (frames, dim) of a feature file, or a VcapError naming it: not a .npy, not numbers, wrong
+    shape, or values that are not finite numbers within FEATURE_LIMIT. Reads the whole file once."""
+    with f.open("rb") as stream:
+        magic = stream.read(6)
+    if magic != b"\x93NUMPY":
+        raise VcapError(f"{f}: not a .npy feature file ({'empty' if not magic else 'no NumPy header'}); "
+                        "make features with `vcap extract` or numpy.save")
+    try:
+        arr = np.load(f, mmap_mode="r")
+    except (ValueError, OSError, EOFError) as exc:
+        raise VcapError(f"{f}: cannot read it as a feature array ({library_text(exc)}); extract it again") from None
+    if arr.dtype.kind not in "fiu":
+        raise VcapError(f"{f}: features must be numbers, got dtype {arr.dtype}")
+    if arr.ndim != 2 or 0 in arr.shape:
+        raise VcapError(f"{f}: features must be (frames, dim), got shape {tuple(arr.shape)}")
+    if dim is not None and arr.shape[1] != dim:
+        raise VcapError(f"{f}: feature dim {arr.shape[1]} but the model expects {dim}; "
+                        "use features extracted with the model's settings")
+    # max/min propagate NaN, and a NaN comparison is False: two passes, no temporary array
+    if not (arr.max() <= FEATURE_LIMIT and arr.min() >= -FEATURE_LIMIT):
+        bad = int(np.count_nonzero(~(np.abs(np.asarray(arr, np.float64)) <= FEATURE_LIMIT)))
+        raise VcapError(f"{f}: {bad} of its {arr.size} values are NaN, infinite or beyond +-{FEATURE_LIMIT:g}; "
+                        "extract it again (vcap extract --overwrite) or drop its video from the labels")
+    return tuple(arr.shape)
 
 
 def split_videos(videos: list, fraction: float, seed: int) -> tuple[list, list]:

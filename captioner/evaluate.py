@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 from vcap.device import resolve_device
 
-from vcap.files import atomic_write
+from vcap.files import atomic_write, ensure_folder
 
 from .checkpoint import load_model
 from .config import EvalConfig
@@ -34,11 +34,13 @@ def evaluate(config: EvalConfig) -> dict:
     if skipped:
         print(f"vcap: skipped {skipped} of {skipped + len(videos)} videos without features in {config.feats}",
               file=sys.stderr)
+    default_out = Path(config.model).parent / f"eval-{Path(config.labels).stem}"
+    out = ensure_folder(Path(config.out) if config.out is not None else default_out)  # fails now, not after the work
     bank = FeatureBank([p for _, _, p in videos])
     preds: dict[str, str] = {}
     batch = config.videos_per_batch
     for start in tqdm(range(0, len(videos), batch), desc="captioning", leave=False,
-                      disable=not config.progress or not sys.stderr.isatty(), file=sys.stderr):
+                      disable=None if config.progress else True, file=sys.stderr):
         idx = list(range(start, min(start + batch, len(videos))))
         caps = caption_features(model, vocab, bank.batch(idx).to(dev), config.decode, info["max_words"])
         preds.update({videos[i][0]: c for i, c in zip(idx, caps)})
@@ -48,7 +50,6 @@ def evaluate(config: EvalConfig) -> dict:
     if config.coco:
         metrics.update(coco_metrics(preds, refs))
 
-    out = Path(config.out) if config.out is not None else Path(config.model).parent / f"eval-{Path(config.labels).stem}"
     with atomic_write(out / "predictions.txt") as tmp:
         tmp.write_text("".join(f"{vid},{cap}\n" for vid, cap in preds.items()), encoding="utf-8")
     with atomic_write(out / "predictions.json") as tmp:

@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import sys
+import tempfile
 from collections import Counter
+from pathlib import Path
 
 from .vocab import tokenize
 
@@ -47,6 +50,25 @@ def java_available() -> bool:
     return shutil.which("java") is not None
 
 
+def ptb_tokenize(captions: dict[str, list[dict]]) -> dict[str, list[str]]:
+    """pycocoevalcap's PTBTokenizer, run from a temp folder of ours holding a link to its jar.
+
+    It writes its input file beside its jar and runs Java there, which fails where its package folder is
+    read-only (a system-wide install); the folder is where its module's __file__ says it is.
+    """
+    from pycocoevalcap.tokenizer import ptbtokenizer
+
+    jar = Path(ptbtokenizer.__file__).with_name(ptbtokenizer.STANFORD_CORENLP_3_4_1_JAR)
+    installed = ptbtokenizer.__file__
+    with tempfile.TemporaryDirectory(prefix="vcap-ptb-") as tmp:
+        os.symlink(jar, Path(tmp) / jar.name)
+        ptbtokenizer.__file__ = str(Path(tmp) / "ptbtokenizer.py")
+        try:
+            return ptbtokenizer.PTBTokenizer().tokenize(captions)
+        finally:
+            ptbtokenizer.__file__ = installed
+
+
 def coco_metrics(predictions: dict[str, str], references: dict[str, list[str]]) -> dict[str, float]:
     """BLEU-1..4, METEOR, ROUGE-L, CIDEr from pycocoevalcap.
 
@@ -62,11 +84,8 @@ def coco_metrics(predictions: dict[str, str], references: dict[str, list[str]]) 
         return {}
     java = java_available()
     if java:
-        from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
-
-        tok = PTBTokenizer()
-        gts = tok.tokenize({v: [{"caption": c} for c in references[v]] for v in ids})
-        res = tok.tokenize({v: [{"caption": predictions[v]}] for v in ids})
+        gts = ptb_tokenize({v: [{"caption": c} for c in references[v]] for v in ids})
+        res = ptb_tokenize({v: [{"caption": predictions[v]}] for v in ids})
     else:
         print("vcap: warning: java not found on PATH; skipping METEOR and the PTB tokenizer", file=sys.stderr)
         gts = {v: [" ".join(tokenize(c)) for c in references[v]] for v in ids}

@@ -20,7 +20,7 @@ from vcap.device import autocast, join_torchrun, resolve_device, resolve_precisi
 
 from vcap.errors import VcapError
 
-from vcap.files import atomic_write
+from vcap.files import atomic_write, ensure_folder
 
 from . import distributed as ddp
 from .config import ARCHITECTURE, DecodeConfig, TrainConfig, teacher_schedule_k
@@ -220,6 +220,7 @@ def train(config: TrainConfig) -> dict:
     if not train_videos or not val_videos:
         raise VcapError(f"{config.labels}: need at least 2 videos with features to hold some out for validation")
 
+    ensure_folder(out)  # a folder that cannot take the checkpoints fails now, not after the first epoch
     last_path, best_path = out / "last.pt", out / "best.pt"
     history: list[dict] = []
     step, start_epoch = 0, 0
@@ -290,6 +291,10 @@ def train(config: TrainConfig) -> dict:
                                        label_smoothing=config.label_smoothing)
         val_loss, val_bleu1 = validate(model, vocab, val_videos, val_bank, val_dataset, device, precision,
                                        config.batch_size, config.max_words)
+        if not math.isfinite(train_loss + val_loss):  # stop before saving: last.pt keeps the last good epoch
+            kept = f"{last_path} keeps epoch {epoch}" if epoch else "no checkpoint was written"
+            raise VcapError(f"epoch {epoch + 1}: the loss is no longer a number (training {train_loss:.4g}, "
+                            f"validation {val_loss:.4g}); {kept}; try a lower --lr")
         history.append({"epoch": epoch + 1, "step": step, "train_loss": round(train_loss, 6),
                         "val_loss": round(val_loss, 6), "val_bleu1": round(val_bleu1, 6),
                         "teacher_prob": round(schedule(step), 6), "seconds": round(time.perf_counter() - t0, 3)})

@@ -9,7 +9,7 @@ import torch
 import torchvision
 from torch import nn
 
-from vcap.errors import VcapError
+from vcap.errors import VcapError, library_text
 from vcap.extract.config import BACKBONES, BackboneSpec
 
 RANDOM_SEED = 0  # --weights none: the same random network on every machine
@@ -107,7 +107,7 @@ def _lite0(spec: BackboneSpec, weights: str) -> nn.Module:
         try:
             net.load_state_dict(state)
         except RuntimeError as exc:
-            raise VcapError(f"{path}: does not fit {spec.name} ({str(exc).splitlines()[0][:160]})") from None
+            raise VcapError(f"{path}: does not fit {spec.name} ({library_text(exc, 160)})") from None
     return EfficientNetPooled(net)
 
 
@@ -132,7 +132,7 @@ def _load_into(vgg: nn.Module, path: Path) -> None:
     try:
         missing, unexpected = vgg.load_state_dict(state, strict=False)
     except RuntimeError as exc:  # shape mismatch: another architecture
-        raise VcapError(f"{path}: does not fit VGG16 ({str(exc).splitlines()[-1].strip()[:160]})") from None
+        raise VcapError(f"{path}: does not fit VGG16 ({library_text(exc, 160, line=-1)})") from None
     missing = [k for k in missing if not k.startswith("classifier.6.")]
     if missing or unexpected:
         raise VcapError(f"{path}: does not fit VGG16 (missing {missing[:3]}, unexpected {unexpected[:3]})")
@@ -144,7 +144,7 @@ def _load_state_dict(path: Path, first_key: str) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise VcapError(f"{path}: not a loadable state dict ({str(exc).splitlines()[0][:160]})") from None
+        raise VcapError(f"{path}: not a loadable state dict ({library_text(exc, 160)})") from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or first_key not in state:

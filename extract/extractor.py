@@ -23,8 +23,8 @@ from vcap.extract.config import BACKBONES, ExtractConfig
 from vcap.extract.manifest import check_settings, claim_folder, record_results
 from vcap.extract.sampler import VIDEO_EXTENSIONS, read_frames
 from vcap.device import join_torchrun, resolve_device, resolve_precision
-from vcap.errors import VcapError
-from vcap.files import atomic_write
+from vcap.errors import VcapError, library_text
+from vcap.files import atomic_write, ensure_folder
 
 @dataclass
 class ExtractSummary:
@@ -85,7 +85,7 @@ class _DecodedVideos(Dataset):
         except VcapError as exc:
             return i, None, str(exc)
         except Exception as exc:  # a decoder bug on one odd file must not end a long run
-            return i, None, f"{self.paths[i]}: cannot decode ({type(exc).__name__}: {str(exc)[:160]})"
+            return i, None, f"{self.paths[i]}: cannot decode ({type(exc).__name__}: {library_text(exc, 160)})"
 
 
 def _worker_init(_: int) -> None:
@@ -225,9 +225,7 @@ def _extract_share(source: str | os.PathLike, out: str | os.PathLike, config: Ex
     videos, out = find_videos(source), Path(out)
     share = my_share(config.shard)
     videos = [v for v in videos if in_share(video_id(v), share) and (only is None or video_id(v) in only)]
-    if out.exists() and not out.is_dir():
-        raise VcapError(f"{out}: exists and is not a folder")
-    out.mkdir(parents=True, exist_ok=True)
+    ensure_folder(out)
     settings = feature_settings(config)
     check_settings(out, settings)
     summary = ExtractSummary()
@@ -244,6 +242,7 @@ def _extract_share(source: str | os.PathLike, out: str | os.PathLike, config: Ex
     desc = "extract" if share[1] == 1 else f"extract {share[0]}/{share[1]}"
     bar = tqdm(total=len(todo), unit="video", desc=desc, file=sys.stderr, dynamic_ncols=True,
                disable=None)  # off when stderr is no terminal (a log file): the summary line says it
+    stopped = True  # by an error or Ctrl-C: the manifest update then must not hide why
     try:
         for path, feats, error in extractor.features(todo):
             if error is not None:
@@ -256,10 +255,15 @@ def _extract_share(source: str | os.PathLike, out: str | os.PathLike, config: Ex
                 summary.done += 1
             bar.update()
             bar.set_postfix(frames_per_s=f"{extractor.frames_done / (time.perf_counter() - start):.1f}")
+        stopped = False
     finally:
         if bar.disable and share[1] > 1:  # a log file: one line per share instead of a bar
             print(f"vcap: {desc}: {summary.done} done, {len(summary.failed)} failed", file=sys.stderr)
         bar.close()
         summary.frames_per_s = extractor.frames_done / max(time.perf_counter() - start, 1e-9)
-        record_results(out, summary.failed, succeeded)
+        try:
+            record_results(out, summary.failed, succeeded)
+        except VcapError:
+            if not stopped:
+                raise
     return summary

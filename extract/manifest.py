@@ -14,7 +14,7 @@ from typing import Iterator
 
 from vcap.errors import VcapError
 
-from vcap.files import atomic_write
+from vcap.files import atomic_write, write_error
 
 try:
     import fcntl
@@ -41,7 +41,11 @@ def _locked(out: Path) -> Iterator[None]:
     if fcntl is None:
         yield
         return
-    with open(out / ".manifest.lock", "a") as lock:
+    try:
+        lock = open(out / ".manifest.lock", "a")
+    except OSError as exc:
+        raise write_error(out / ".manifest.lock", exc) from None
+    with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield

@@ -16,7 +16,7 @@ import numpy as np
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # ffmpeg's own chatter about broken packets
 import cv2  # noqa: E402
 
-from vcap.errors import VcapError  # noqa: E402
+from vcap.errors import VcapError, library_text  # noqa: E402
 
 try:
     import decord
@@ -72,13 +72,8 @@ def read_frames(path: str | os.PathLike, n: int, size: int = 224, backend: str =
             raise
         except Exception as exc:  # decord raises DECORDError, RuntimeError... on files it cannot handle
             if backend == "decord":
-                raise VcapError(f"{path}: decord cannot read it ({_first_line(exc)})") from None
+                raise VcapError(f"{path}: decord cannot read it ({library_text(exc)})") from None
     return _sample(path, n, size, header, _decode_opencv)
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__
 
 
 class _Header:

@@ -24,6 +24,10 @@ def extract_config_for(info: dict, config: CaptionConfig, model_path: str) -> Ex
     if not settings:
         raise VcapError(f"{model_path}: trained on features without a vcap manifest, so how they were made is "
                         f"unknown; caption needs a model trained on `vcap extract` features")
+    if not (all(isinstance(settings.get(k), str) for k in ("backbone", "weights"))
+            and all(isinstance(settings.get(k), int) for k in ("feature_dim", "frames", "size"))):
+        raise VcapError(f"{model_path}: its feature_config {settings} lacks how the features were made "
+                        f"(backbone, weights, feature_dim, frames, size); train on `vcap extract` features")
     recorded = settings["weights"]
     if recorded.startswith("file:"):
         if config.weights is None:
