@@ -55,27 +55,39 @@ def expand_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:
     return paths
 
 
+class VideoCaptioner:
+    """The captioner and its backbone, loaded once, captioning any number of videos (caption, serve)."""
+
+    def __init__(self, config: CaptionConfig):
+        self.config = config
+        self.device = resolve_device(config.device)
+        self.model, self.vocab, self.info = load_model(config.model, self.device)
+        self.extractor = FeatureExtractor(extract_config_for(self.info, config, config.model))
+
+    def caption(self, paths: Sequence[Path]) -> Iterator[tuple[Path, str | None, str | None]]:
+        """Yield (video, caption, None) or (video, None, error) per video; decoded in workers, captioned in
+        batches of `videos_per_batch`."""
+        pending: list[tuple[Path, torch.Tensor]] = []
+        for path, feats, error in self.extractor.features(list(paths)):
+            if error is not None:
+                yield path, None, error
+                continue
+            pending.append((path, torch.from_numpy(feats)))
+            if len(pending) == self.config.videos_per_batch:
+                yield from self._caption(pending)
+                pending = []
+        yield from self._caption(pending)
+
+    def _caption(self, pending: list[tuple[Path, torch.Tensor]]):
+        if not pending:
+            return
+        feats = torch.stack([f for _, f in pending]).to(self.device)  # (B, T, D)
+        captions = caption_features(self.model, self.vocab, feats, self.config.decode, self.info["max_words"])
+        for (path, _), caption in zip(pending, captions):
+            yield path, caption, None
+
+
 def caption_videos(inputs: Sequence[str | os.PathLike], config: CaptionConfig) -> Iterator[tuple[Path, str | None, str | None]]:
-    """Yield (video, caption, None) or (video, None, error) for each input video."""
+    """`vcap caption`: yield (video, caption, None) or (video, None, error) for each input file or folder."""
     paths = expand_inputs(inputs)
-    device = resolve_device(config.device)
-    model, vocab, info = load_model(config.model, device)
-    extractor = FeatureExtractor(extract_config_for(info, config, config.model))
-    pending: list[tuple[Path, torch.Tensor]] = []
-    for path, feats, error in extractor.features(paths):
-        if error is not None:
-            yield path, None, error
-            continue
-        pending.append((path, torch.from_numpy(feats)))
-        if len(pending) == config.videos_per_batch:
-            yield from _caption(model, vocab, pending, config, info, device)
-            pending = []
-    yield from _caption(model, vocab, pending, config, info, device)
-
-
-def _caption(model, vocab, pending, config: CaptionConfig, info: dict, device: torch.device):
-    if not pending:
-        return
-    feats = torch.stack([f for _, f in pending]).to(device)  # (B, T, D)
-    for (path, _), caption in zip(pending, caption_features(model, vocab, feats, config.decode, info["max_words"])):
-        yield path, caption, None
+    yield from VideoCaptioner(config).caption(paths)
