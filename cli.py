@@ -133,6 +133,8 @@ OPTIONS = {  # name -> click option; a name means the same thing in every comman
     "length_alpha": _option(DecodeConfig, "length_alpha", "Beam length normalisation (score / length^alpha).",
                             type=float),
     "videos_per_batch": _option(EvalConfig, "videos_per_batch", "Videos captioned together.", type=int),
+    "explain": _option(CaptionConfig, "explain", "Write DIR/<file name>.png per video: the frames the model saw "
+                       "and its attention over them for each word.", type=click.Path(file_okay=False), metavar="DIR"),
 }
 FEATURES = ("frames", "size", "backbone", "weights")
 RUNTIME = ("device", "precision", "frame_batch", "workers", "decoder")
@@ -244,7 +246,7 @@ def _print_metrics(metrics: dict, scored_on: str) -> None:
 @click.argument("videos", nargs=-1, required=True, type=click.Path())
 @click.option("--model", envvar="VCAP_MODEL", type=click.Path(dir_okay=False),
               help="A checkpoint from `vcap train` (best.pt) [default: $VCAP_MODEL].")
-@options(DECODING, ("weights",), RUNTIME, ("videos_per_batch",))
+@options(DECODING, ("weights",), RUNTIME, ("videos_per_batch", "explain"))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object {video: caption} at the end.")
 def caption(videos, model, as_json, **values) -> None:
     """Caption each video (files or folders): decode, extract features as the model was trained, caption.

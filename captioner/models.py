@@ -103,11 +103,16 @@ class AttentionCaptioner(Captioner):
         enc, (h, c) = self.encoder(self.drop(self.proj(self.frames(feats))))  # enc (B, T, H); h, c (1, B, H)
         return enc, self.att_keys(enc), h[0].float(), c[0].float()
 
-    def advance(self, words: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        enc, keys, h, c = state
+    def attend(self, state: State) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> (context (B, H), attention weights over the encoded frames (B, T)) for the next word."""
+        enc, keys, h, _ = state
         scores = self.att_v(torch.tanh(keys + self.att_query(h).unsqueeze(1))).squeeze(-1)  # (B, T)
         weights = scores.float().softmax(-1).to(enc.dtype)
-        context = torch.bmm(weights.unsqueeze(1), enc).squeeze(1)  # (B, H)
+        return torch.bmm(weights.unsqueeze(1), enc).squeeze(1), weights
+
+    def advance(self, words: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        enc, keys, h, c = state
+        context, _ = self.attend(state)
         x = torch.cat([self.drop(self.embed(words)).to(context.dtype), context], -1)
         h, c = self.decoder(x, (h.to(x.dtype), c.to(x.dtype)))
         return torch.cat([h.to(context.dtype), context], -1), (enc, keys, h.float(), c.float())

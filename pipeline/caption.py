@@ -14,6 +14,8 @@ from vcap.extract.backbone import weights_id
 from vcap.extract.config import ExtractConfig
 from vcap.extract.extractor import FeatureExtractor, find_videos
 from vcap.pipeline.config import CaptionConfig
+from vcap.files import ensure_folder
+from vcap.pipeline.explain import explain_video
 from vcap.device import resolve_device
 from vcap.errors import VcapError
 
@@ -63,6 +65,8 @@ class VideoCaptioner:
         self.device = resolve_device(config.device)
         self.model, self.vocab, self.info = load_model(config.model, self.device)
         self.extractor = FeatureExtractor(extract_config_for(self.info, config, config.model))
+        if config.explain:
+            ensure_folder(Path(config.explain))  # fails now, not after the first video
 
     def caption(self, paths: Sequence[Path]) -> Iterator[tuple[Path, str | None, str | None]]:
         """Yield (video, caption, None) or (video, None, error) per video; decoded in workers, captioned in
@@ -83,7 +87,10 @@ class VideoCaptioner:
             return
         feats = torch.stack([f for _, f in pending]).to(self.device)  # (B, T, D)
         captions = caption_features(self.model, self.vocab, feats, self.config.decode, self.info["max_words"])
-        for (path, _), caption in zip(pending, captions):
+        for (path, video_feats), caption in zip(pending, captions):
+            if self.config.explain:
+                explain_video(path, Path(self.config.explain), self.model, self.vocab, video_feats.to(self.device),
+                              caption, self.info["feature_config"], self.config.decoder)
             yield path, caption, None
 
 

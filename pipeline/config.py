@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from vcap.captioner.config import DecodeConfig, TrainConfig
+from vcap.captioner.config import DecodeConfig, EvalConfig, TrainConfig
 from vcap.config import check_int, pick
 from vcap.errors import VcapError
 from vcap.extract.config import ExtractConfig
@@ -21,7 +21,8 @@ class CaptionConfig:
     frame_batch: int | None = ExtractConfig.frame_batch
     workers: int | None = ExtractConfig.workers
     decoder: str = ExtractConfig.decoder
-    videos_per_batch: int = 32  # videos captioned together
+    videos_per_batch: int = EvalConfig.videos_per_batch
+    explain: str | None = None  # a folder for one PNG per video: the frames seen and the attention per word
 
     def __post_init__(self):
         if not self.model:

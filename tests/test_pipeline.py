@@ -115,3 +115,22 @@ def test_run_under_torchrun_shares_every_stage_and_reports_once(dataset):
     assert len(list((out / "feats").glob("*.npy"))) == 9  # the labelled videos
     assert result.stdout.count("best.pt: ") == 1  # rank 0 alone evaluates and reports
     assert json.loads((out / "eval" / "metrics.json").read_text())["videos"] == 1  # the held-out share
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("captioner", ["attention", "s2vt"])
+def test_explain_draws_the_frames_seen_and_the_attention_per_word(dataset, captioner):
+    from matplotlib.image import imread
+
+    feats, model = dataset / "feats", dataset / captioner
+    assert invoke("extract", dataset / "videos", feats, *FEATURE_FLAGS).exit_code == 0
+    trained = invoke("train", feats, dataset / "labels.json", "--out", model, *TRAIN_FLAGS, "--epochs", "3",
+                     "--captioner", captioner)  # the last --epochs wins
+    assert trained.exit_code == 0, trained.output
+    video = dataset / "videos" / "kind1_3.mp4"
+    result = invoke("caption", video, "--model", model / "best.pt", "--explain", dataset / "why", "--workers", "0",
+                    "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    picture = imread(dataset / "why" / "kind1_3.mp4.png")
+    height, width = picture.shape[:2]
+    assert width >= 600 and height >= 150 and picture[..., :3].std() > 0.05  # drawn, not blank

@@ -1,0 +1,68 @@
+"""`vcap caption --explain DIR`: one PNG per video of what the model looked at: the frames it saw as a strip
+of thumbnails and, under it, for each word it said, its attention over those frames as a heat map."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vcap.captioner.vocab import BOS, Vocab
+from vcap.extract.sampler import read_frames
+from vcap.files import atomic_write
+
+THUMB = 96  # pixels a side
+
+
+@torch.inference_mode()
+def attention_weights(model, feats: torch.Tensor, tokens: list[int]) -> np.ndarray | None:
+    """feats (1, T, D), the caption's token ids -> (words, T') weights over the encoded frames the decoder
+    used to predict each token; None for a captioner without attention (S2VT)."""
+    if not hasattr(model, "attend"):
+        return None
+    model.eval()
+    state = model.encode(feats.float())
+    previous = torch.tensor([BOS], device=feats.device)
+    rows = []
+    for token in tokens:  # advance(previous) attends with the state that predicts `token`
+        rows.append(model.attend(state)[1][0].float().cpu().numpy())
+        _, state = model.advance(previous, state)
+        previous = torch.tensor([token], device=feats.device)
+    return np.stack(rows) if rows else np.zeros((0, model.frames(feats).shape[1]))
+
+
+def explain_video(path: Path, out_dir: Path, model, vocab: Vocab, feats: torch.Tensor, caption: str,
+                  settings: dict, decoder: str = "auto") -> Path:
+    """Write OUT_DIR/<video file name>.png for one captioned video; returns its path."""
+    words = caption.split()
+    weights = attention_weights(model, feats[None], [vocab.index[w] for w in words])
+    frames = read_frames(path, settings["frames"], THUMB, decoder)[:: model.frame_stride]  # what the model saw
+    target = Path(out_dir) / f"{path.name}.png"
+    with atomic_write(target, suffix=".png") as tmp:
+        render(tmp, frames, words, weights, f"{path.name}: {caption}")
+    return target
+
+
+def render(target: Path, frames: np.ndarray, words: list[str], weights: np.ndarray | None, title: str) -> None:
+    """frames (T', S, S, 3) uint8; weights (len(words), T') or None."""
+    from matplotlib.figure import Figure  # Agg canvas, no pyplot global state
+
+    count = len(frames)
+    rows = len(words) if weights is not None else 0
+    fig = Figure(figsize=(max(6.0, 0.55 * count + 1.5), 1.6 + 0.28 * rows + 0.6), layout="constrained")
+    heights = [1.0, max(0.28 * rows, 0.01)] if rows else [1.0]
+    axes = fig.subplots(len(heights), 1, gridspec_kw={"height_ratios": heights}, squeeze=False)[:, 0]
+    axes[0].imshow(np.concatenate(list(frames), axis=1), aspect="auto")  # fills the width, as the map does
+    axes[0].set_xticks([(i + 0.5) * frames.shape[2] for i in range(count)], [str(i) for i in range(count)],
+                       fontsize=6)
+    axes[0].set_yticks([])
+    axes[0].set_title(title, fontsize=9, loc="left")
+    if weights is None:
+        axes[0].set_xlabel("S2VT has no attention: the frames it saw and its caption only", fontsize=8)
+    elif rows:
+        image = axes[1].imshow(weights, aspect="auto", cmap="magma", vmin=0.0, interpolation="nearest")
+        axes[1].set_yticks(range(rows), words, fontsize=7)
+        axes[1].set_xticks(range(count), [str(i) for i in range(count)], fontsize=6)
+        axes[1].set_xlabel("frame the model saw (attention while saying each word)", fontsize=8)
+        fig.colorbar(image, ax=list(axes), fraction=0.02, pad=0.01)  # shrinks both: columns stay aligned
+    fig.savefig(target, format="png", dpi=110)
