@@ -40,7 +40,7 @@ def feature_options(command):
                      help="Frames per forward pass [default: 256 on a GPU, 32 on the CPU]."),
         click.option("--workers", type=click.IntRange(0), default=None,
                      help="Decoding processes [default: one per spare core, up to 8]."),
-        click.option("--decoder", type=click.Choice(["auto", "decord", "opencv"]), default="auto",
+        click.option("--decoder", type=click.Choice(["auto", "pyav", "decord", "opencv"]), default="auto",
                      show_default=True, help="auto: decord, falling back to OpenCV per video."),
     ]):
         command = option(command)

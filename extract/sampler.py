@@ -1,14 +1,24 @@
 """Video -> N uniformly sampled RGB frames, resized to one fixed square size.
 
-decord is tried first and OpenCV is the fallback. Both decode sequentially up to the last sampled frame:
-OpenCV's per-frame seeking was measured 5-90x slower on H.264, and decord's random access (get_batch,
+PyAV is tried first, then decord, then OpenCV. decord and OpenCV decode sequentially up to the last sampled
+frame: OpenCV's per-frame seeking was measured 5-90x slower on H.264, and decord's random access (get_batch,
 skip_frames) returned wrong frames on 12 of 16 real MSVD/OpenCV clips here (decord issues #195, #252),
-while its frame-by-frame next() matched OpenCV exactly on all 16. Both paths resize with the same cv2 call,
-so the features they lead to agree.
+while its frame-by-frame next() matched OpenCV exactly on all 16.
+
+PyAV reads the container's packet table (its index, or a demux pass without decoding where the index does
+not list every frame) and, per video, either decodes sequentially or seeks to the keyframe before each
+sampled frame and decodes forward, whichever decodes fewer frames. Frame i is the i-th frame the decoder
+outputs after the seek, counted from the keyframe's position in decode order, never a timestamp: AVI holds
+no presentation times (B-frame AVIs come out with shuffled pts) and variable frame rates break any
+pts = i / fps rule. Each seek is checked (it landed on the keyframe planned, that keyframe is the first frame
+out); a failed check falls back to sequential decoding, so the frames are always those of a sequential read.
+All paths resize with the same cv2 call, so the features they lead to agree.
 """
 from __future__ import annotations
 
 import os
+import bisect
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +29,10 @@ import cv2  # noqa: E402
 from vcap.errors import VcapError  # noqa: E402
 
 try:
+    import av
+except ImportError:  # PyAV is a dependency, but the other decoders still work without it
+    av = None
+try:
     import decord
 
     decord.logging.set_level(decord.logging.QUIET)
@@ -26,7 +40,13 @@ except ImportError:  # no wheel for this platform: OpenCV alone
     decord = None
 
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp")
-BACKENDS = ("auto", "decord", "opencv")
+BACKENDS = ("auto", "pyav", "decord", "opencv")
+# Decoding one frame after a seek costs more than one frame decoded in sequence (flush, demuxer seek, the
+# decoder's threads refilling): charged as this many frames when choosing between the two.
+SEEK_COST_FRAMES = 4
+# Containers whose index lists every frame once it is open (mov/mp4's sample table, AVI's idx1); any other
+# container's table comes from a demux pass.
+FULL_INDEX_FORMATS = ("mov", "mp4", "avi")
 # A stream whose last decodable frame ends before this share of the duration its header declares is cut off.
 TRUNCATION_RATIO = 0.9
 
@@ -53,7 +73,7 @@ def read_frames(path: str | os.PathLike, n: int, size: int = 224, backend: str =
     """(n, size, size, 3) uint8 RGB frames sampled uniformly from the video at `path`.
 
     Raises VcapError naming the file for anything a user can hit: missing, empty, not a video, no frames,
-    truncated. With backend="auto" a file decord cannot read falls back to OpenCV.
+    truncated. With backend="auto" a file PyAV cannot read falls back to decord, then to OpenCV.
     """
     path = Path(path)
     if backend not in BACKENDS:
@@ -64,8 +84,18 @@ def read_frames(path: str | os.PathLike, n: int, size: int = 224, backend: str =
         raise VcapError(f"{path}: empty file")
     if backend == "decord" and decord is None:
         raise VcapError("decord is not installed (pip install decord; x86_64 Linux wheels only)")
+    if backend == "pyav" and av is None:
+        raise VcapError("PyAV is not installed (pip install av)")
     header = _Header(path)
-    if backend != "opencv" and decord is not None:
+    if backend in ("auto", "pyav") and av is not None:
+        try:
+            return _sample_pyav(path, n, size, header)
+        except VcapError:
+            raise
+        except Exception as exc:  # av.error.InvalidDataError and kin on files FFmpeg cannot handle
+            if backend == "pyav":
+                raise VcapError(f"{path}: PyAV cannot read it ({_first_line(exc)})") from None
+    if backend in ("auto", "decord") and decord is not None:
         try:
             return _sample(path, n, size, header, _decode_decord)
         except VcapError:
@@ -168,4 +198,130 @@ def _decode_decord(path: Path, wanted: set[int], last: int | None) -> Decoded:
             kept[seen] = frame.asnumpy()
         seen += 1
     end = float(reader.get_frame_timestamp(seen - 1)[1]) if seen else None
+    return kept, seen, end
+
+
+@dataclass(frozen=True)
+class _PacketTable:
+    """The video packets in decode order, read without decoding. Every packet decodes to one frame on the
+    files seen here (all 21 real clips: packets == frames decoded == OpenCV's count, tree.avi's empty
+    repeats are no packets), so position i in decode order is also frame i's keyframe distance."""
+
+    dts: list[int]  # strictly increasing, stream time base
+    keyframes: list[int]  # decode positions of the keyframes
+    end_time: float | None  # seconds at which the last frame ends (the truncation check)
+    complete: bool  # every packet's bytes lie inside the file (a cut mp4 still has its full index)
+
+    @property
+    def count(self) -> int:
+        return len(self.dts)
+
+
+def _packet_table(container, stream, file_size: int) -> _PacketTable:
+    """From the index where it lists every frame (no read), else from one demux pass (reads, no decode)."""
+    entries = [e for e in stream.index_entries if e.size > 0 and not e.is_discard]
+    if set(container.format.name.split(",")) & set(FULL_INDEX_FORMATS) and entries:
+        rows = [(e.timestamp, e.is_keyframe, e.pos + e.size) for e in entries]
+    else:
+        rows = [(p.dts, p.is_keyframe, p.pos + p.size) for p in container.demux(stream)
+                if p.size > 0 and p.dts is not None]
+        container.seek(0, stream=stream)  # back to the start for whoever decodes next
+    dts = [r[0] for r in rows]
+    rate = float(stream.average_rate or stream.guessed_rate or 0)
+    end = None
+    if dts and stream.time_base:
+        start = stream.start_time if stream.start_time is not None else dts[0]
+        end = float((dts[-1] - start) * stream.time_base) + (1 / rate if rate > 0 else 0)
+    return _PacketTable(dts=dts, keyframes=[i for i, r in enumerate(rows) if r[1]], end_time=end,
+                        complete=all(r[2] <= file_size for r in rows))
+
+
+def _wanted_indices(path: Path, n: int, header: _Header, count: int, end_time: float | None) -> np.ndarray:
+    """The indices `_sample` settles on, known up front from the packet count: the header's count when the
+    stream holds its last planned frame, else the count itself once the truncation check has passed."""
+    if header.count > 0:
+        wanted = sample_indices(header.count, n)
+        if wanted[-1] < count:
+            return wanted
+    header.check_complete(path, count, end_time)
+    return sample_indices(count, n)
+
+
+def _seek_plan(keyframes: list[int], targets: list[int]) -> list[tuple[int, list[int]]] | None:
+    """Runs of (keyframe to seek to, sorted targets decoded forward from it), or None when reading
+    sequentially from frame 0 decodes no more frames. A target in reach of the frames already decoded is
+    cheaper to decode forward to than to seek to."""
+    runs: list[tuple[int, list[int]]] = []
+    cost, position = 0, -1  # position: the last frame decoded
+    for target in targets:
+        key = keyframes[bisect.bisect_right(keyframes, target) - 1] if keyframes and keyframes[0] <= target else 0
+        if runs and key <= position + SEEK_COST_FRAMES:
+            cost += target - position
+            runs[-1][1].append(target)
+        else:
+            cost += target - key + 1 + SEEK_COST_FRAMES
+            runs.append((key, [target]))
+        position = target
+    return runs if cost < targets[-1] + 1 else None
+
+
+def _sample_pyav(path: Path, n: int, size: int, header: _Header) -> np.ndarray:
+    """Seek when that decodes fewer frames than a sequential read, else read sequentially (`_sample`)."""
+    with av.open(str(path)) as container:
+        if not container.streams.video:
+            raise VcapError(f"{path}: no video stream")
+        stream = container.streams.video[0]
+        table = _packet_table(container, stream, path.stat().st_size)
+        seekable = table.count > 0 and table.complete and all(a < b for a, b in zip(table.dts, table.dts[1:]))
+        if seekable:
+            wanted = _wanted_indices(path, n, header, table.count, table.end_time)
+            plan = _seek_plan(table.keyframes, sorted(set(wanted.tolist())))
+            kept = _decode_seeking(container, stream, table, plan) if plan else None
+            if kept is not None:
+                return resize_rgb([kept[int(i)] for i in wanted], size)
+    return _sample(path, n, size, header, _decode_pyav)
+
+
+def _decode_seeking(container, stream, table: _PacketTable, plan) -> dict[int, np.ndarray] | None:
+    """The planned frames, or None if a seek did not land where planned (sequential decoding then)."""
+    position_of = {d: i for i, d in enumerate(table.dts)}
+    kept: dict[int, np.ndarray] = {}
+    for key, run in plan:
+        targets = set(run)
+        container.seek(table.dts[key], stream=stream, backward=True)  # also flushes the decoder
+        index = None  # frame index of the next frame out of the decoder
+        for packet in container.demux(stream):
+            if index is None:
+                if packet.size == 0:
+                    continue
+                landed = position_of.get(packet.dts)
+                if landed is None or landed > key or not packet.is_keyframe:
+                    return None
+                index, first = landed, landed
+            for frame in stream.decode(packet):
+                if index == first and not frame.key_frame:  # an open GOP's leading frames: not frame `first`
+                    return None
+                if index in targets:
+                    kept[index] = frame.to_ndarray(format="rgb24")
+                index += 1
+            if index is not None and index > run[-1]:
+                break
+        if any(t not in kept for t in targets):
+            return None
+    return kept
+
+
+def _decode_pyav(path: Path, wanted: set[int], last: int | None) -> Decoded:
+    kept: dict[int, np.ndarray] = {}
+    seen, end = 0, None
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        for frame in container.decode(stream):
+            if frame.time is not None:  # B-frames in AVI come out with shuffled times: the latest counts
+                end = max(end or 0.0, frame.time + (frame.duration or 0) * float(stream.time_base or 0))
+            if seen in wanted:
+                kept[seen] = frame.to_ndarray(format="rgb24")
+            seen += 1
+            if last is not None and seen > last:
+                break
     return kept, seen, end
