@@ -204,36 +204,49 @@ def _decode_decord(path: Path, wanted: set[int], last: int | None) -> Decoded:
 @dataclass(frozen=True)
 class _PacketTable:
     """The video packets in decode order, read without decoding. Every packet decodes to one frame on the
-    files seen here (all 21 real clips: packets == frames decoded == OpenCV's count, tree.avi's empty
-    repeats are no packets), so position i in decode order is also frame i's keyframe distance."""
+    files seen here (all 21 real clips: packets == frames decoded == OpenCV's count; tree.avi's empty
+    repeats are no packets), so a packet's position in decode order is also its frame's number counted
+    from a keyframe. After a seek, the packet landed on is found by the key the table holds: the dts for an
+    index (an index entry's timestamp is its packet's dts), the byte offset for a demux pass (Matroska leaves
+    the first packets' dts unset; AVI index offsets point 8 bytes before the packet's)."""
 
-    dts: list[int]  # strictly increasing, stream time base
+    keys: list[int]  # per packet: dts (from an index) or byte offset (from a demux pass)
+    by_offset: bool  # which of the two `keys` holds
+    times: list[int]  # per packet: the timestamp to seek to (stream time base)
     keyframes: list[int]  # decode positions of the keyframes
-    end_time: float | None  # seconds at which the last frame ends (the truncation check)
+    end_time: float | None  # seconds at which the last frame ends, as a sequential decode reports it
     complete: bool  # every packet's bytes lie inside the file (a cut mp4 still has its full index)
 
     @property
     def count(self) -> int:
-        return len(self.dts)
+        return len(self.keys)
+
+    @property
+    def seekable(self) -> bool:
+        return self.count > 0 and self.complete and len(set(self.keys)) == self.count
+
+    def key(self, packet) -> int | None:
+        return packet.pos if self.by_offset else packet.dts
 
 
 def _packet_table(container, stream, file_size: int) -> _PacketTable:
     """From the index where it lists every frame (no read), else from one demux pass (reads, no decode)."""
     entries = [e for e in stream.index_entries if e.size > 0 and not e.is_discard]
-    if set(container.format.name.split(",")) & set(FULL_INDEX_FORMATS) and entries:
-        rows = [(e.timestamp, e.is_keyframe, e.pos + e.size) for e in entries]
+    by_offset = not (set(container.format.name.split(",")) & set(FULL_INDEX_FORMATS) and entries)
+    if not by_offset:
+        rows = [(e.timestamp, e.timestamp, e.is_keyframe, e.pos + e.size) for e in entries]
     else:
-        rows = [(p.dts, p.is_keyframe, p.pos + p.size) for p in container.demux(stream)
-                if p.size > 0 and p.dts is not None]
+        rows = [(p.pos, p.pts if p.pts is not None else p.dts, p.is_keyframe, (p.pos or 0) + p.size)
+                for p in container.demux(stream) if p.size > 0]
         container.seek(0, stream=stream)  # back to the start for whoever decodes next
-    dts = [r[0] for r in rows]
+    times = [r[1] for r in rows if r[1] is not None]
     rate = float(stream.average_rate or stream.guessed_rate or 0)
     end = None
-    if dts and stream.time_base:
-        start = stream.start_time if stream.start_time is not None else dts[0]
-        end = float((dts[-1] - start) * stream.time_base) + (1 / rate if rate > 0 else 0)
-    return _PacketTable(dts=dts, keyframes=[i for i, r in enumerate(rows) if r[1]], end_time=end,
-                        complete=all(r[2] <= file_size for r in rows))
+    if times and stream.time_base:  # absolute, as PyAV's frame.time: a stream starting at 3 s ends at 3 s + length
+        end = float(max(times) * stream.time_base) + (1 / rate if rate > 0 else 0)
+    return _PacketTable(keys=[r[0] for r in rows], by_offset=by_offset, times=[r[1] for r in rows],
+                        keyframes=[i for i, r in enumerate(rows) if r[2] and r[1] is not None], end_time=end,
+                        complete=all(r[0] is not None and r[3] <= file_size for r in rows))
 
 
 def _wanted_indices(path: Path, n: int, header: _Header, count: int, end_time: float | None) -> np.ndarray:
@@ -272,8 +285,7 @@ def _sample_pyav(path: Path, n: int, size: int, header: _Header) -> np.ndarray:
             raise VcapError(f"{path}: no video stream")
         stream = container.streams.video[0]
         table = _packet_table(container, stream, path.stat().st_size)
-        seekable = table.count > 0 and table.complete and all(a < b for a, b in zip(table.dts, table.dts[1:]))
-        if seekable:
+        if table.seekable:
             wanted = _wanted_indices(path, n, header, table.count, table.end_time)
             plan = _seek_plan(table.keyframes, sorted(set(wanted.tolist())))
             kept = _decode_seeking(container, stream, table, plan) if plan else None
@@ -283,32 +295,55 @@ def _sample_pyav(path: Path, n: int, size: int, header: _Header) -> np.ndarray:
 
 
 def _decode_seeking(container, stream, table: _PacketTable, plan) -> dict[int, np.ndarray] | None:
-    """The planned frames, or None if a seek did not land where planned (sequential decoding then)."""
-    position_of = {d: i for i, d in enumerate(table.dts)}
+    """The planned frames, or None if a seek did not land where planned (sequential decoding then).
+    A target that is one of an open GOP's leading frames (shown before its keyframe, decoded from the GOP
+    before) is decoded again from the keyframe before."""
+    position_of = {k: i for i, k in enumerate(table.keys)}
     kept: dict[int, np.ndarray] = {}
     for key, run in plan:
-        targets = set(run)
-        container.seek(table.dts[key], stream=stream, backward=True)  # also flushes the decoder
-        index = None  # frame index of the next frame out of the decoder
-        for packet in container.demux(stream):
-            if index is None:
-                if packet.size == 0:
-                    continue
-                landed = position_of.get(packet.dts)
-                if landed is None or landed > key or not packet.is_keyframe:
-                    return None
-                index, first = landed, landed
-            for frame in stream.decode(packet):
-                if index == first and not frame.key_frame:  # an open GOP's leading frames: not frame `first`
-                    return None
-                if index in targets:
-                    kept[index] = frame.to_ndarray(format="rgb24")
-                index += 1
-            if index is not None and index > run[-1]:
-                break
-        if any(t not in kept for t in targets):
+        if not _decode_run(container, stream, table, position_of, key, run, kept):
+            return None
+        missing = [t for t in run if t not in kept]
+        earlier = [k for k in table.keyframes if k < key]
+        if missing and not (earlier and _decode_run(container, stream, table, position_of, earlier[-1], missing, kept)
+                            and all(t in kept for t in missing)):
             return None
     return kept
+
+
+def _decode_run(container, stream, table: _PacketTable, position_of: dict[int, int], key: int,
+                run: list[int], kept: dict[int, np.ndarray]) -> bool:
+    """Seek to keyframe `key`, decode forward and keep the frames of `run` (sorted) met on the way.
+    False if the seek landed elsewhere or the first frame out is not the keyframe.
+
+    The keyframe's frame number is its decode position plus its leading frames: the packets after it whose
+    pts come before its own (an open GOP), which the decoder drops after a seek. Every later frame follows
+    in display order, one number each."""
+    targets = set(run)
+    container.seek(table.times[key], stream=stream, backward=True)  # also flushes the decoder
+    first = key_pts = index = None  # decode position landed on; its pts; number of the next frame out
+    leading = 0
+    for packet in container.demux(stream):
+        if first is None:
+            if packet.size == 0:
+                continue
+            first = position_of.get(table.key(packet))
+            if first is None or first > key or not packet.is_keyframe:
+                return False
+            key_pts = packet.pts
+        elif index is None and packet.pts is not None and key_pts is not None and packet.pts < key_pts:
+            leading += 1
+        for frame in stream.decode(packet):
+            if index is None:
+                if not frame.key_frame:  # the decoder showed a leading frame after all: numbers unknown
+                    return False
+                index = first + leading
+            if index in targets:
+                kept[index] = frame.to_ndarray(format="rgb24")
+            index += 1
+        if index is not None and index > run[-1]:
+            break
+    return True
 
 
 def _decode_pyav(path: Path, wanted: set[int], last: int | None) -> Decoded:
@@ -316,12 +351,15 @@ def _decode_pyav(path: Path, wanted: set[int], last: int | None) -> Decoded:
     seen, end = 0, None
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
-        for frame in container.decode(stream):
-            if frame.time is not None:  # B-frames in AVI come out with shuffled times: the latest counts
-                end = max(end or 0.0, frame.time + (frame.duration or 0) * float(stream.time_base or 0))
-            if seen in wanted:
-                kept[seen] = frame.to_ndarray(format="rgb24")
-            seen += 1
-            if last is not None and seen > last:
-                break
+        try:
+            for frame in container.decode(stream):
+                if frame.time is not None:  # B-frames in AVI come out with shuffled times: the latest counts
+                    end = max(end or 0.0, frame.time + (frame.duration or 0) * float(stream.time_base or 0))
+                if seen in wanted:
+                    kept[seen] = frame.to_ndarray(format="rgb24")
+                seen += 1
+                if last is not None and seen > last:
+                    break
+        except av.error.FFmpegError:  # a cut-off packet ends the stream, as it does for OpenCV and decord
+            pass
     return kept, seen, end
