@@ -30,6 +30,7 @@ from vcap.errors import VcapError  # noqa: E402
 
 try:
     import av
+    import av.video.reformatter
 except ImportError:  # PyAV is a dependency, but the other decoders still work without it
     av = None
 try:
@@ -300,19 +301,21 @@ def _decode_seeking(container, stream, table: _PacketTable, plan) -> dict[int, n
     before) is decoded again from the keyframe before."""
     position_of = {k: i for i, k in enumerate(table.keys)}
     kept: dict[int, np.ndarray] = {}
+    reformatter = av.video.reformatter.VideoReformatter()
     for key, run in plan:
-        if not _decode_run(container, stream, table, position_of, key, run, kept):
+        if not _decode_run(container, stream, table, position_of, key, run, kept, reformatter):
             return None
         missing = [t for t in run if t not in kept]
-        earlier = [k for k in table.keyframes if k < key]
-        if missing and not (earlier and _decode_run(container, stream, table, position_of, earlier[-1], missing, kept)
-                            and all(t in kept for t in missing)):
-            return None
+        if missing:  # an open GOP's leading frames: decode them from the keyframe before
+            before = bisect.bisect_left(table.keyframes, key) - 1
+            if before < 0 or not _decode_run(container, stream, table, position_of, table.keyframes[before],
+                                             missing, kept, reformatter) or any(t not in kept for t in missing):
+                return None
     return kept
 
 
 def _decode_run(container, stream, table: _PacketTable, position_of: dict[int, int], key: int,
-                run: list[int], kept: dict[int, np.ndarray]) -> bool:
+                run: list[int], kept: dict[int, np.ndarray], reformatter) -> bool:
     """Seek to keyframe `key`, decode forward and keep the frames of `run` (sorted) met on the way.
     False if the seek landed elsewhere or the first frame out is not the keyframe.
 
@@ -339,15 +342,22 @@ def _decode_run(container, stream, table: _PacketTable, position_of: dict[int, i
                     return False
                 index = first + leading
             if index in targets:
-                kept[index] = frame.to_ndarray(format="rgb24")
+                kept[index] = _to_rgb(frame, reformatter)
             index += 1
         if index is not None and index > run[-1]:
             break
     return True
 
 
+def _to_rgb(frame, reformatter) -> np.ndarray:
+    """One reformatter for a whole video: `frame.to_ndarray` builds a new swscale context per frame, which
+    cost 10x the conversion itself (3.4 ms against 0.33 ms per 320x240 frame here)."""
+    return reformatter.reformat(frame, format="rgb24").to_ndarray()
+
+
 def _decode_pyav(path: Path, wanted: set[int], last: int | None) -> Decoded:
     kept: dict[int, np.ndarray] = {}
+    reformatter = av.video.reformatter.VideoReformatter()
     seen, end = 0, None
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
@@ -356,7 +366,7 @@ def _decode_pyav(path: Path, wanted: set[int], last: int | None) -> Decoded:
                 if frame.time is not None:  # B-frames in AVI come out with shuffled times: the latest counts
                     end = max(end or 0.0, frame.time + (frame.duration or 0) * float(stream.time_base or 0))
                 if seen in wanted:
-                    kept[seen] = frame.to_ndarray(format="rgb24")
+                    kept[seen] = _to_rgb(frame, reformatter)
                 seen += 1
                 if last is not None and seen > last:
                     break
