@@ -204,50 +204,70 @@ def _decode_decord(path: Path, wanted: set[int], last: int | None) -> Decoded:
 
 @dataclass(frozen=True)
 class _PacketTable:
-    """The video packets in decode order, read without decoding. Every packet decodes to one frame on the
-    files seen here (all 21 real clips: packets == frames decoded == OpenCV's count; tree.avi's empty
-    repeats are no packets), so a packet's position in decode order is also its frame's number counted
-    from a keyframe. After a seek, the packet landed on is found by the key the table holds: the dts for an
-    index (an index entry's timestamp is its packet's dts), the byte offset for a demux pass (Matroska leaves
-    the first packets' dts unset; AVI index offsets point 8 bytes before the packet's)."""
+    """The video packets in decode order, read without decoding: their count and where the keyframes are.
+    Every packet decodes to one frame on the files seen here (all 21 real clips: packets == frames decoded
+    == OpenCV's count; tree.avi's empty repeats are no packets), so a keyframe's position in decode order is
+    also its frame's number (plus an open GOP's leading frames, see `_decode_run`). After a seek, the
+    keyframe landed on is found by the key the table holds: its dts for an index (an index entry's
+    timestamp is its packet's dts), its byte offset for a demux pass (Matroska leaves the first packets'
+    dts unset; AVI index offsets point 8 bytes before the packet's)."""
 
-    keys: list[int]  # per packet: dts (from an index) or byte offset (from a demux pass)
-    by_offset: bool  # which of the two `keys` holds
-    times: list[int]  # per packet: the timestamp to seek to (stream time base)
+    count: int
     keyframes: list[int]  # decode positions of the keyframes
+    keys: list[int]  # per keyframe: dts (from an index) or byte offset (from a demux pass)
+    times: list[int]  # per keyframe: the timestamp to seek to (stream time base)
+    by_offset: bool  # which of the two `keys` holds
     end_time: float | None  # seconds at which the last frame ends, as a sequential decode reports it
     complete: bool  # every packet's bytes lie inside the file (a cut mp4 still has its full index)
 
     @property
-    def count(self) -> int:
-        return len(self.keys)
-
-    @property
     def seekable(self) -> bool:
-        return self.count > 0 and self.complete and len(set(self.keys)) == self.count
+        return self.count > 0 and self.complete and None not in self.keys and len(set(self.keys)) == len(self.keys)
 
     def key(self, packet) -> int | None:
         return packet.pos if self.by_offset else packet.dts
 
 
 def _packet_table(container, stream, file_size: int) -> _PacketTable:
-    """From the index where it lists every frame (no read), else from one demux pass (reads, no decode)."""
-    entries = [e for e in stream.index_entries if e.size > 0 and not e.is_discard]
-    by_offset = not (set(container.format.name.split(",")) & set(FULL_INDEX_FORMATS) and entries)
-    if not by_offset:
-        rows = [(e.timestamp, e.timestamp, e.is_keyframe, e.pos + e.size) for e in entries]
-    else:
-        rows = [(p.pos, p.pts if p.pts is not None else p.dts, p.is_keyframe, (p.pos or 0) + p.size)
-                for p in container.demux(stream) if p.size > 0]
+    """From the index where it lists every frame (no read: one pass over the entries, under 1 us each),
+    else from one demux pass (reads the file, decodes nothing)."""
+    entries = stream.index_entries
+    by_offset = not (set(container.format.name.split(",")) & set(FULL_INDEX_FORMATS) and len(entries))
+    count, keyframes, keys, times, last_time = 0, [], [], [], None
+    if by_offset:
+        for packet in container.demux(stream):
+            time = packet.pts if packet.pts is not None else packet.dts
+            if packet.size <= 0:  # the flush packet at the end
+                continue
+            if packet.is_keyframe and time is not None:
+                keyframes.append(count)
+                keys.append(packet.pos)
+                times.append(time)
+            if time is not None:
+                last_time = time if last_time is None else max(last_time, time)
+            count += 1
         container.seek(0, stream=stream)  # back to the start for whoever decodes next
-    times = [r[1] for r in rows if r[1] is not None]
+        complete = True  # what a demux pass reads is there
+    else:
+        for entry in entries:  # empty repeats (AVI) and entries an edit list discards (mp4) are no frames
+            flags = entry.flags  # one attribute read per entry: this loop is the cost of a long file
+            if flags & 2 or entry.size <= 0:  # AVINDEX_DISCARD_FRAME
+                continue
+            if flags & 1:  # AVINDEX_KEYFRAME
+                keyframes.append(count)
+                times.append(entry.timestamp)
+            count += 1
+            last = entry
+        keys = times  # an index entry's timestamp is its packet's dts
+        last_time = last.timestamp if count else None
+        final = entries[len(entries) - 1]  # the index is in decode order: its last entry's bytes end last
+        complete = final.pos + final.size <= file_size
     rate = float(stream.average_rate or stream.guessed_rate or 0)
     end = None
-    if times and stream.time_base:  # absolute, as PyAV's frame.time: a stream starting at 3 s ends at 3 s + length
-        end = float(max(times) * stream.time_base) + (1 / rate if rate > 0 else 0)
-    return _PacketTable(keys=[r[0] for r in rows], by_offset=by_offset, times=[r[1] for r in rows],
-                        keyframes=[i for i, r in enumerate(rows) if r[2] and r[1] is not None], end_time=end,
-                        complete=all(r[0] is not None and r[3] <= file_size for r in rows))
+    if last_time is not None and stream.time_base:  # absolute, as frame.time: a stream starting at 3 s ends at 3 s + length
+        end = float(last_time * stream.time_base) + (1 / rate if rate > 0 else 0)
+    return _PacketTable(count=count, keyframes=keyframes, keys=keys, times=times, by_offset=by_offset,
+                        end_time=end, complete=complete)
 
 
 def _wanted_indices(path: Path, n: int, header: _Header, count: int, end_time: float | None) -> np.ndarray:
@@ -299,7 +319,7 @@ def _decode_seeking(container, stream, table: _PacketTable, plan) -> dict[int, n
     """The planned frames, or None if a seek did not land where planned (sequential decoding then).
     A target that is one of an open GOP's leading frames (shown before its keyframe, decoded from the GOP
     before) is decoded again from the keyframe before."""
-    position_of = {k: i for i, k in enumerate(table.keys)}
+    position_of = dict(zip(table.keys, table.keyframes))
     kept: dict[int, np.ndarray] = {}
     reformatter = av.video.reformatter.VideoReformatter()
     for key, run in plan:
@@ -323,7 +343,8 @@ def _decode_run(container, stream, table: _PacketTable, position_of: dict[int, i
     pts come before its own (an open GOP), which the decoder drops after a seek. Every later frame follows
     in display order, one number each."""
     targets = set(run)
-    container.seek(table.times[key], stream=stream, backward=True)  # also flushes the decoder
+    seek_to = table.times[bisect.bisect_left(table.keyframes, key)]
+    container.seek(seek_to, stream=stream, backward=True)  # also flushes the decoder
     first = key_pts = index = None  # decode position landed on; its pts; number of the next frame out
     leading = 0
     for packet in container.demux(stream):
