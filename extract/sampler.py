@@ -5,19 +5,21 @@ frame: OpenCV's per-frame seeking was measured 5-90x slower on H.264, and decord
 skip_frames) returned wrong frames on 12 of 16 real MSVD/OpenCV clips here (decord issues #195, #252),
 while its frame-by-frame next() matched OpenCV exactly on all 16.
 
-PyAV reads the container's packet table (its index, or a demux pass without decoding where the index does
-not list every frame) and, per video, either decodes sequentially or seeks to the keyframe before each
-sampled frame and decodes forward, whichever decodes fewer frames. Frame i is the i-th frame the decoder
-outputs after the seek, counted from the keyframe's position in decode order, never a timestamp: AVI holds
-no presentation times (B-frame AVIs come out with shuffled pts) and variable frame rates break any
-pts = i / fps rule. Each seek is checked (it landed on the keyframe planned, that keyframe is the first frame
-out); a failed check falls back to sequential decoding, so the frames are always those of a sequential read.
+PyAV reads the container's packet table (the index of MP4/MOV/AVI, else one demux pass that decodes
+nothing) and, per video, either decodes sequentially or seeks to the keyframe before each sampled frame and
+decodes forward, whichever decodes fewer frames. Frames are numbered by counting, never by timestamp: a
+keyframe's number is its position in decode order (plus an open GOP's leading frames), and each frame the
+decoder outputs after it is the next number. Timestamps would mislead: AVI holds none (B-frame AVIs come out
+with shuffled pts), variable frame rates break any pts = i / fps rule, and streams need not start at 0.
+Each seek is checked (it landed on the keyframe planned, that keyframe is the first frame out); a failed
+check falls back to sequential decoding, so the frames are always those of a sequential read. Headers
+that lie about the frame count plan and cross-check as for the other decoders (`_wanted_indices`).
 All paths resize with the same cv2 call, so the features they lead to agree.
 """
 from __future__ import annotations
 
-import os
 import bisect
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -222,7 +224,10 @@ class _PacketTable:
 
     @property
     def seekable(self) -> bool:
-        return self.count > 0 and self.complete and None not in self.keys and len(set(self.keys)) == len(self.keys)
+        """A stream that does not open on a keyframe loses its first frames in a sequential decode, so its
+        packets and frames would not line up."""
+        return (self.count > 0 and self.complete and self.keyframes[:1] == [0] and None not in self.keys
+                and len(set(self.keys)) == len(self.keys))
 
     def key(self, packet) -> int | None:
         return packet.pos if self.by_offset else packet.dts
@@ -322,15 +327,18 @@ def _decode_seeking(container, stream, table: _PacketTable, plan) -> dict[int, n
     position_of = dict(zip(table.keys, table.keyframes))
     kept: dict[int, np.ndarray] = {}
     reformatter = av.video.reformatter.VideoReformatter()
-    for key, run in plan:
-        if not _decode_run(container, stream, table, position_of, key, run, kept, reformatter):
-            return None
-        missing = [t for t in run if t not in kept]
-        if missing:  # an open GOP's leading frames: decode them from the keyframe before
-            before = bisect.bisect_left(table.keyframes, key) - 1
-            if before < 0 or not _decode_run(container, stream, table, position_of, table.keyframes[before],
-                                             missing, kept, reformatter) or any(t not in kept for t in missing):
+    try:
+        for key, run in plan:
+            if not _decode_run(container, stream, table, position_of, key, run, kept, reformatter):
                 return None
+            missing = [t for t in run if t not in kept]
+            if missing:  # an open GOP's leading frames: decode them from the keyframe before
+                before = bisect.bisect_left(table.keyframes, key) - 1
+                if before < 0 or not _decode_run(container, stream, table, position_of, table.keyframes[before],
+                                                 missing, kept, reformatter) or any(t not in kept for t in missing):
+                    return None
+    except av.error.FFmpegError:  # a corrupt packet: the sequential read decides what it means
+        return None
     return kept
 
 
