@@ -6,9 +6,10 @@ with shifted timestamps (every GOP starts with an IDR frame, so the result is on
 decodes at the same cost per frame) rather than spending an hour encoding 60 min of 1080p.
 
 Per video, in one process and interleaved: `opencv` and `pyav-seq` read sequentially to the last sampled
-frame (OpenCV's path, and PyAV's own sequential read), `pyav` is `read_frames(backend="pyav")`, which
-seeks or reads sequentially, whichever decodes fewer frames (timed before and after them, averaged). The pyav frames are checked equal to
-pyav-seq's. Sequential reads are skipped beyond --sequential-max-min minutes (they take minutes there).
+frame (OpenCV's path, and PyAV's own sequential read); `pyav` is `read_frames(backend="pyav")`, which
+seeks or reads sequentially, whichever decodes fewer frames, timed before and after them and averaged.
+The pyav frames are checked equal to pyav-seq's. Sequential reads are skipped beyond --sequential-max-min
+minutes (they take minutes there).
 
     python bench/decode.py [--sizes 320x240,1280x720,1920x1080] [--lengths 10s,1m,10m,60m] [--frames 80]
 """
@@ -133,8 +134,9 @@ def main() -> None:
                 seek_s = (seek_s + again) / 2  # before and after the sequential reads: drift cancels
             rows.append((dims, length, opencv_s, seq_s, seek_s))
             faster = min((t for t in (opencv_s, seq_s) if t == t), default=None)
+            ratio = f"x{faster / seek_s:5.1f} vs the faster sequential" if faster else "(no sequential read)"
             print(f"{dims:>9} {length:>4}  opencv {opencv_s:7.2f} s  pyav-seq {seq_s:7.2f} s  pyav {seek_s:6.2f} s  "
-                  + (f"x{faster / seek_s:5.1f} vs the faster sequential" if faster else "(no sequential read)"), flush=True)
+                  + ratio, flush=True)
     print(f"\n{n} frames, seconds (speed-up of pyav over the faster sequential read)")
     print("| size | " + " | ".join(LENGTHS) + " |")
     for dims in dict.fromkeys(r[0] for r in rows):

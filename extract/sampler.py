@@ -269,7 +269,7 @@ def _packet_table(container, stream, file_size: int) -> _PacketTable:
         complete = final.pos + final.size <= file_size
     rate = float(stream.average_rate or stream.guessed_rate or 0)
     end = None
-    if last_time is not None and stream.time_base:  # absolute, as frame.time: a stream starting at 3 s ends at 3 s + length
+    if last_time is not None and stream.time_base:  # absolute, as frame.time: a start at 3 s ends at 3 s + length
         end = float(last_time * stream.time_base) + (1 / rate if rate > 0 else 0)
     return _PacketTable(count=count, keyframes=keyframes, keys=keys, times=times, by_offset=by_offset,
                         end_time=end, complete=complete)
@@ -293,7 +293,7 @@ def _seek_plan(keyframes: list[int], targets: list[int]) -> list[tuple[int, list
     runs: list[tuple[int, list[int]]] = []
     cost, position = 0, -1  # position: the last frame decoded
     for target in targets:
-        key = keyframes[bisect.bisect_right(keyframes, target) - 1] if keyframes and keyframes[0] <= target else 0
+        key = keyframes[bisect.bisect_right(keyframes, target) - 1]  # keyframes[0] == 0: see `seekable`
         if runs and key <= position + SEEK_COST_FRAMES:
             cost += target - position
             runs[-1][1].append(target)

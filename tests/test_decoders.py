@@ -44,7 +44,8 @@ def write_av(path: Path, frames: int = 96, size: tuple[int, int] = (64, 48), cod
 
 
 def x264(keyint: int, bframes: int = 0, extra: str = "") -> dict:
-    return {"preset": "ultrafast", "x264-params": f"keyint={keyint}:min-keyint={keyint}:scenecut=0:bframes={bframes}{extra}"}
+    params = f"keyint={keyint}:min-keyint={keyint}:scenecut=0:bframes={bframes}{extra}"
+    return {"preset": "ultrafast", "x264-params": params}
 
 
 def sequential(path: Path, n: int, size: int) -> np.ndarray:
