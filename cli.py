@@ -133,6 +133,13 @@ OPTIONS = {  # name -> click option; a name means the same thing in every comman
     "length_alpha": _option(DecodeConfig, "length_alpha", "Beam length normalisation (score / length^alpha).",
                             type=float),
     "videos_per_batch": _option(EvalConfig, "videos_per_batch", "Videos captioned together.", type=int),
+    "every": _option(CaptionConfig, "every", "Caption consecutive windows of this many seconds, one line each "
+                     "(`<file> 00:00:00-00:00:10 <caption>`); neighbours with the same caption merge.", type=float,
+                     metavar="SECONDS"),
+    "srt": _option(CaptionConfig, "srt", "With --every: write the video's timed captions as SubRip.",
+                   type=click.Path(dir_okay=False), metavar="FILE"),
+    "vtt": _option(CaptionConfig, "vtt", "With --every: write them as WebVTT.", type=click.Path(dir_okay=False),
+                   metavar="FILE"),
     "explain": _option(CaptionConfig, "explain", "Write DIR/<file name>.png per video: the frames the model saw "
                        "and its attention over them for each word.", type=click.Path(file_okay=False), metavar="DIR"),
 }
@@ -246,7 +253,7 @@ def _print_metrics(metrics: dict, scored_on: str) -> None:
 @click.argument("videos", nargs=-1, required=True, type=click.Path())
 @click.option("--model", envvar="VCAP_MODEL", type=click.Path(dir_okay=False),
               help="A checkpoint from `vcap train` (best.pt) [default: $VCAP_MODEL].")
-@options(DECODING, ("weights",), RUNTIME, ("videos_per_batch", "explain"))
+@options(DECODING, ("weights",), RUNTIME, ("videos_per_batch", "every", "srt", "vtt", "explain"))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object {video: caption} at the end.")
 def caption(videos, model, as_json, **values) -> None:
     """Caption each video (files or folders): decode, extract features as the model was trained, caption.
@@ -259,6 +266,8 @@ def caption(videos, model, as_json, **values) -> None:
     values = given(values)
     decode = DecodeConfig(**{k: values.pop(k) for k in DECODING if k in values})
     config = CaptionConfig(model=model or "", decode=decode, **values)
+    if config.every is not None:
+        return _caption_timed(videos, config, as_json)
     captions, failed = {}, 0
     for path, text, error in caption_videos(videos, config):
         if error is not None:
@@ -270,6 +279,28 @@ def caption(videos, model, as_json, **values) -> None:
             click.echo(f"{path}: {text}")
     if as_json:
         click.echo(json.dumps(captions, indent=1))
+    if failed:
+        sys.exit(1)
+
+
+def _caption_timed(videos, config: CaptionConfig, as_json: bool) -> None:
+    import json
+
+    from vcap.pipeline.caption import caption_timed
+    from vcap.pipeline.subtitles import clock
+
+    timed, failed = {}, 0
+    for path, spans, error in caption_timed(videos, config):
+        if error is not None:
+            failed += 1
+            click.echo(f"vcap: skipped {error}", err=True)
+            continue
+        timed[str(path)] = [{"start": round(a, 3), "end": round(b, 3), "caption": c} for a, b, c in spans]
+        if not as_json:
+            for start, end, text in spans:
+                click.echo(f"{path} {clock(start)}-{clock(end)} {text}")
+    if as_json:
+        click.echo(json.dumps(timed, indent=1))
     if failed:
         sys.exit(1)
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from vcap.config import PRECISIONS, check, check_choice, check_int
 from vcap.errors import VcapError
 
-DECODERS = ("auto", "decord", "opencv")  # auto: decord, falling back to OpenCV per video
+DECODERS = ("auto", "pyav", "decord", "opencv")  # auto: PyAV, falling back per video to decord, then OpenCV
 
 
 @dataclass(frozen=True)

@@ -116,6 +116,16 @@ class FeatureExtractor:
         """What makes two feature caches comparable; recorded in the manifest and in checkpoints."""
         return feature_settings(self.config)
 
+    def encode(self, frames: np.ndarray) -> np.ndarray:
+        """(N, S, S, 3) uint8 frames already decoded -> (N, D) float32, in passes of frame_batch."""
+        parts = []
+        with torch.inference_mode():
+            for start in range(0, len(frames), self.frame_batch):
+                batch = torch.from_numpy(frames[start : start + self.frame_batch]).to(self.device)
+                parts.append(self.encoder(batch).cpu())
+        self.frames_done += len(frames)
+        return torch.cat(parts).numpy()
+
     def features(self, paths: Sequence[Path]) -> Iterator[tuple[Path, np.ndarray | None, str | None]]:
         """Yield (path, features (N, D) float32, None) or (path, None, error) per video, in input order
         for the successes. Frames of several videos share a forward pass; a leftover tail waits for

@@ -94,7 +94,7 @@ def versions() -> dict:
     import torch
     import torchvision
 
-    from vcap.extract.sampler import decord
+    from vcap.extract.sampler import av, decord
 
     return {
         "python": platform.python_version(),
@@ -103,4 +103,5 @@ def versions() -> dict:
         "numpy": np.__version__,
         "opencv": cv2.__version__,
         "decord": getattr(decord, "__version__", None),
+        "pyav": getattr(av, "__version__", None),
     }

@@ -13,9 +13,11 @@ from vcap.captioner.decode import caption_features
 from vcap.extract.backbone import weights_id
 from vcap.extract.config import ExtractConfig
 from vcap.extract.extractor import FeatureExtractor, find_videos
+from vcap.extract.sampler import read_windows
 from vcap.pipeline.config import CaptionConfig
 from vcap.files import ensure_folder
 from vcap.pipeline.explain import explain_video
+from vcap.pipeline.subtitles import write_subtitles
 from vcap.device import resolve_device
 from vcap.errors import VcapError
 
@@ -94,7 +96,52 @@ class VideoCaptioner:
             yield path, caption, None
 
 
+    def caption_windows(self, path: Path, every: float) -> list[tuple[float, float, str]]:
+        """Timed captions: (start, end, caption) per consecutive `every`-second window, each window sampled
+        with the model's frame count and captioned in batches; neighbours with the same caption merge."""
+        settings = self.info["feature_config"]
+        spans: list[tuple[float, float, str]] = []
+        for taken, frames in read_windows(path, settings["frames"], every, settings["size"], self.config.decoder):
+            feats = self.extractor.encode(frames.reshape(-1, *frames.shape[2:]))  # (windows * n, D)
+            feats = torch.from_numpy(feats).view(len(taken), frames.shape[1], -1)
+            for start in range(0, len(taken), self.config.videos_per_batch):
+                chunk = feats[start : start + self.config.videos_per_batch].to(self.device)
+                captions = caption_features(self.model, self.vocab, chunk, self.config.decode, self.info["max_words"])
+                spans.extend((t0, t1, c) for (t0, t1), c in zip(taken[start:], captions))
+        return merge_spans(spans)
+
+
+def merge_spans(spans: list[tuple[float, float, str]]) -> list[tuple[float, float, str]]:
+    """Consecutive windows with the same caption become one span."""
+    merged: list[tuple[float, float, str]] = []
+    for start, end, caption in spans:
+        if merged and merged[-1][2] == caption:
+            merged[-1] = (merged[-1][0], end, caption)
+        else:
+            merged.append((start, end, caption))
+    return merged
+
+
 def caption_videos(inputs: Sequence[str | os.PathLike], config: CaptionConfig) -> Iterator[tuple[Path, str | None, str | None]]:
     """`vcap caption`: yield (video, caption, None) or (video, None, error) for each input file or folder."""
     paths = expand_inputs(inputs)
     yield from VideoCaptioner(config).caption(paths)
+
+
+def caption_timed(inputs: Sequence[str | os.PathLike], config: CaptionConfig) -> Iterator[tuple[Path, list | None, str | None]]:
+    """`vcap caption --every S`: yield (video, [(start, end, caption), ...], None) or (video, None, error);
+    with config.srt / config.vtt (one video), also write its subtitles."""
+    paths = expand_inputs(inputs)
+    if (config.srt or config.vtt) and len(paths) != 1:
+        raise VcapError(f"--srt and --vtt write the subtitles of one video; {len(paths)} were given")
+    captioner = VideoCaptioner(config)
+    for path in paths:
+        try:
+            spans = captioner.caption_windows(path, config.every)
+        except VcapError as exc:
+            yield path, None, str(exc)
+            continue
+        for target in (config.srt, config.vtt):
+            if target:
+                write_subtitles(target, spans)
+        yield path, spans, None

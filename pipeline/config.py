@@ -6,7 +6,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from vcap.captioner.config import DecodeConfig, EvalConfig, TrainConfig
-from vcap.config import check_int, pick
+from vcap.config import check_float, check_int, pick
 from vcap.errors import VcapError
 from vcap.extract.config import ExtractConfig
 
@@ -23,11 +23,18 @@ class CaptionConfig:
     decoder: str = ExtractConfig.decoder
     videos_per_batch: int = EvalConfig.videos_per_batch
     explain: str | None = None  # a folder for one PNG per video: the frames seen and the attention per word
+    every: float | None = None  # seconds: caption consecutive windows of this length instead of whole videos
+    srt: str | None = None  # with `every`: write the timed captions of the one video as SubRip
+    vtt: str | None = None  # ... or as WebVTT
 
     def __post_init__(self):
         if not self.model:
             raise VcapError("no model: pass --model PATH (a best.pt from `vcap train`) or set VCAP_MODEL")
         check_int(self, "videos_per_batch", 1)
+        if self.every is not None:
+            check_float(self, "every", 0.1)
+        if (self.srt or self.vtt) and self.every is None:
+            raise VcapError("--srt and --vtt write timed captions: give --every SECONDS too")
 
 
 @dataclass(frozen=True)

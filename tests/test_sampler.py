@@ -9,6 +9,7 @@ from vcap.extract.sampler import read_frames, sample_indices
 from vcap.errors import VcapError
 
 needs_decord = pytest.mark.skipif(sampler.decord is None, reason="decord is not installed")
+needs_av = pytest.mark.skipif(sampler.av is None, reason="PyAV is not installed")
 
 
 def test_indices_are_segment_centres_and_cover_the_video():
@@ -22,7 +23,8 @@ def test_a_short_video_repeats_frames_instead_of_giving_fewer():
 
 
 @pytest.mark.parametrize("fourcc,ext", [("mp4v", "mp4"), ("XVID", "avi"), ("MJPG", "avi")])
-@pytest.mark.parametrize("backend", ["opencv", pytest.param("decord", marks=needs_decord)])
+@pytest.mark.parametrize("backend", ["opencv", pytest.param("decord", marks=needs_decord),
+                                     pytest.param("pyav", marks=needs_av)])
 def test_frames_are_rgb_at_the_fixed_size(make_video, fourcc, ext, backend):
     path = make_video(f"v.{ext}", frames=20, fourcc=fourcc)
     frames = read_frames(path, 8, size=64, backend=backend)
@@ -45,7 +47,7 @@ def test_short_video_gives_all_n_frames(make_video):
     assert frames.shape[0] == 8
 
 
-@pytest.mark.parametrize("backend", ["auto", "opencv"])
+@pytest.mark.parametrize("backend", ["auto", "opencv", pytest.param("pyav", marks=needs_av)])
 def test_bad_files_raise_one_clear_error_naming_the_file(tmp_path, make_video, backend):
     empty = tmp_path / "empty.mp4"
     empty.write_bytes(b"")
@@ -62,7 +64,8 @@ def test_bad_files_raise_one_clear_error_naming_the_file(tmp_path, make_video, b
         assert str(path) in message and reason in message and "\n" not in message
 
 
-@pytest.mark.parametrize("backend", ["opencv", pytest.param("decord", marks=needs_decord)])
+@pytest.mark.parametrize("backend", ["opencv", pytest.param("decord", marks=needs_decord),
+                                     pytest.param("pyav", marks=needs_av)])
 def test_truncated_avi_is_reported_not_silently_sampled(tmp_path, make_video, backend):
     """OpenCV reads a cut AVI without complaint, just fewer frames: the sampler must notice."""
     data = make_video("whole.avi", frames=60, fourcc="MJPG").read_bytes()
