@@ -128,7 +128,8 @@ def main() -> None:
                     opencv_s, _ = timed(lambda: sampler.read_frames(path, n, size, backend="opencv"))
                 if "pyav-seq" in args.sequential:
                     header = sampler._Header(path)
-                    seq_s, want = timed(lambda: sampler._sample(path, n, size, header, sampler._decode_pyav))
+                    every_n = lambda total: sampler.sample_indices(total, n)  # noqa: E731
+                    seq_s, want = timed(lambda: sampler._sample(path, every_n, size, header, sampler._decode_pyav))
                     assert np.array_equal(got, want), f"{path}: seeking returned other frames"
                 again, _ = timed(lambda: sampler.read_frames(path, n, size, backend="pyav"))
                 seek_s = (seek_s + again) / 2  # before and after the sequential reads: drift cancels

@@ -352,8 +352,8 @@ def _sample_pyav(path: Path, plan: Plan, size: int, header: _Header) -> np.ndarr
         table = _packet_table(container, stream, path.stat().st_size)
         if table.seekable:
             wanted = _wanted_indices(path, plan, header, table.count, table.end_time)
-            plan = _seek_plan(table.keyframes, sorted(set(wanted.tolist())))
-            kept = _decode_seeking(container, stream, table, plan) if plan else None
+            seeks = _seek_plan(table.keyframes, sorted(set(wanted.tolist())))
+            kept = _decode_seeking(container, stream, table, seeks) if seeks else None
             if kept is not None:
                 return resize_rgb([kept[int(i)] for i in wanted], size)
     return _sample(path, plan, size, header, _decode_pyav)

@@ -50,7 +50,8 @@ def x264(keyint: int, bframes: int = 0, extra: str = "") -> dict:
 
 def sequential(path: Path, n: int, size: int) -> np.ndarray:
     """PyAV's own sequential read, the reference every seek must match."""
-    return sampler._sample(Path(path), n, size, sampler._Header(Path(path)), sampler._decode_pyav)
+    every_n = lambda total: sampler.sample_indices(total, n)  # noqa: E731
+    return sampler._sample(Path(path), every_n, size, sampler._Header(Path(path)), sampler._decode_pyav)
 
 
 @pytest.fixture
