@@ -18,6 +18,7 @@ from pathlib import Path
 import cv2
 import torch
 
+from peak import flops, matmul_peak  # noqa: E402  (bench/peak.py)
 from vcap.extract.backbone import load_backbone  # noqa: E402
 from vcap.extract.extractor import ExtractConfig, FeatureExtractor  # noqa: E402
 from vcap.extract.sampler import VIDEO_EXTENSIONS, sample_indices  # noqa: E402
@@ -63,6 +64,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--videos", type=Path, help="folder of videos (default: 320x240 MSVD clips)")
     parser.add_argument("--frames", type=int, default=80)
+    parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--limit", type=int, default=5, help="number of videos")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--frame-batch", type=int, default=None)
@@ -73,7 +75,7 @@ def main() -> None:
         videos = sorted(p for p in args.videos.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS)[: args.limit]
     else:
         videos = default_videos(args.limit)
-    config = ExtractConfig(frames=args.frames, weights="none", device=args.device,
+    config = ExtractConfig(frames=args.frames, size=args.size, weights="none", device=args.device,
                            frame_batch=args.frame_batch, workers=args.workers)
     extractor = FeatureExtractor(config)
     print(f"{len(videos)} videos, {args.frames} frames each, device {extractor.device}, "
@@ -86,6 +88,12 @@ def main() -> None:
     vcap_fps = extractor.frames_done / (time.perf_counter() - start)
     assert all(error is None for _, _, error in results), [e for _, _, e in results if e]
     print(f"vcap extract : {vcap_fps:8.1f} frames/s  ({len(videos) / (time.perf_counter() - start):.2f} videos/s)")
+    frame = torch.zeros(1, args.size, args.size, 3, dtype=torch.uint8, device=extractor.device)
+    with torch.inference_mode():
+        per_frame = flops(lambda: extractor.encoder(frame))
+    peak = matmul_peak(extractor.precision, extractor.device)
+    print(f"of the peak  : {per_frame:.1f} GFLOP a frame x {vcap_fps:.1f} frames/s = {per_frame * vcap_fps:.0f} "
+          f"GFLOP/s against a {peak:.0f} GFLOP/s {extractor.precision} matmul here: {per_frame * vcap_fps / peak:.0%}")
     if args.skip_baseline:
         return
     baseline = load_backbone("vgg16", "none").to(extractor.device).eval()

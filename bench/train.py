@@ -18,11 +18,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from peak import flops, matmul_peak  # bench/peak.py
+
 from vcap.captioner.data import CaptionDataset, FeatureBank
 from vcap.captioner.models import build_model
-from vcap.captioner.train import teacher_schedule, train_epoch
+from vcap.captioner.train import caption_loss, teacher_schedule, train_epoch
 from vcap.captioner.vocab import PAD, SPECIALS, Vocab
-from vcap.device import resolve_precision
+from vcap.device import autocast, resolve_precision
 
 
 def synthetic(root: Path, videos: int, frames: int, dim: int, vocab_size: int, seed: int = 0):
@@ -107,10 +109,30 @@ def main() -> None:
             plain = max(plain, run(items, vocab, device, "fp32", args.model, args.batch, plain=True))
             if args.compile:
                 compiled = max(compiled, run(items, vocab, device, precision, args.model, args.batch, compiled=True))
+        per_sample = step_flops(items, vocab, device, precision, args.model, args.batch) / args.batch
     print(f"as written ({precision}):         {fast:8.1f} samples/s  {fast / plain:5.2f}x")
     if args.compile:
         print(f"as written, --compile:      {compiled:8.1f} samples/s  {compiled / plain:5.2f}x")
     print(f"plain fp32 loop:            {plain:8.1f} samples/s  1.00x")
+    peak = matmul_peak(precision, device)
+    print(f"of the peak: {per_sample:.2f} GFLOP a sample (forward + backward) x {fast:.1f} samples/s = "
+          f"{per_sample * fast:.0f} GFLOP/s against a {peak:.0f} GFLOP/s {precision} matmul here: "
+          f"{per_sample * fast / peak:.0%}")
+
+
+def step_flops(items, vocab, device: torch.device, precision: str, model_name: str, batch: int) -> float:
+    """GFLOP of one training step (teacher-forced forward and backward) on one batch."""
+    torch.manual_seed(0)
+    model = build_model(model_name, feature_dim=4096, vocab_size=len(vocab), hidden=512, embed_dim=300,
+                        dropout=0.35, frame_stride=1).to(device)
+    ds = CaptionDataset(items, vocab, FeatureBank([p for _, _, p in items]), max_words=20)
+    feats, caps = ds.collate([ds[i] for i in range(batch)])
+    feats, caps = feats.to(device), caps.to(device)
+
+    def step():
+        with autocast(device, precision):
+            caption_loss(model, feats, caps, 1.0).backward()
+    return flops(step)
 
 
 if __name__ == "__main__":
