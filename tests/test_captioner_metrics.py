@@ -47,7 +47,11 @@ def test_coco_metrics_with_java():
     preds = {"v1": "a man is playing a guitar", "v2": "a cat is sleeping"}
     m = coco_metrics(preds, refs)
     assert set(m) == {"BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr"}
-    assert 0 < m["BLEU-1"] <= 1 and 0 < m["METEOR"] < 1 and m["CIDEr"] > 0
+    # 8 of the 10 candidate words match (all of v1's, "a" and "is" of v2's); the closest reference lengths add
+    # to 6 + 7 = 13 against 10 candidate words: brevity penalty exp(1 - 13/10).
+    assert m["BLEU-1"] == pytest.approx(0.8 * math.exp(1 - 13 / 10), abs=1e-3)
+    perfect = coco_metrics({"v1": refs["v1"][0], "v2": refs["v2"][0]}, refs)
+    assert perfect["METEOR"] > m["METEOR"] > 0 and perfect["CIDEr"] > m["CIDEr"] > 0
 
 
 def test_coco_metrics_without_java(monkeypatch, capsys):
