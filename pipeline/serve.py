@@ -315,7 +315,7 @@ PAGE = """<!doctype html>
 <style>
 body { font: 16px/1.5 system-ui, sans-serif; max-width: 44rem; margin: 2rem auto; padding: 0 1rem; color: #222; }
 h1 { font-size: 1.4rem; margin-bottom: .2rem; }
-#drop { border: 2px dashed #888; border-radius: 10px; padding: 2.5rem 1rem; text-align: center; cursor: pointer; }
+#drop { display: block; border: 2px dashed #888; border-radius: 10px; padding: 2.5rem 1rem; text-align: center; cursor: pointer; }
 #drop.over { border-color: #2a6ad8; background: #eef4ff; }
 #status { min-height: 1.5rem; margin: 1rem 0; }
 #status[data-state=busy]::before { content: ""; display: inline-block; width: .9rem; height: .9rem;
