@@ -14,7 +14,7 @@ from vcap.captioner.config import CAPTIONERS, SELECT_ON, DecodeConfig, EvalConfi
 from vcap.config import PRECISIONS, default_of, flag
 from vcap.errors import VcapError
 from vcap.extract.config import BACKBONES, DECODERS, ExtractConfig, parse_shard
-from vcap.pipeline.config import CaptionConfig, RunConfig
+from vcap.pipeline.config import CaptionConfig, RunConfig, ServeConfig
 
 
 def _resume_hint(argv: list[str]) -> str:
@@ -29,6 +29,7 @@ INTERRUPTED = {  # what a Ctrl-C leaves, per command
     "run": lambda argv: f"finished features and epochs are kept; continue with: {_resume_hint(argv)}",
     "evaluate": lambda argv: "nothing was written",
     "caption": lambda argv: "captions printed so far are complete",
+    "serve": lambda argv: "the server stopped",
 }
 
 
@@ -247,12 +248,14 @@ def _print_metrics(metrics: dict, scored_on: str) -> None:
     click.echo(f"predictions: {metrics['out']}/predictions.txt")
 
 
-# ---- caption / run ---------------------------------------------------------------------------------------
+# ---- caption / serve / run -------------------------------------------------------------------------------
+
+MODEL = click.option("--model", envvar="VCAP_MODEL", type=click.Path(dir_okay=False),
+                     help="A checkpoint from `vcap train` (best.pt) [default: $VCAP_MODEL].")
 
 @main.command()
 @click.argument("videos", nargs=-1, required=True, type=click.Path())
-@click.option("--model", envvar="VCAP_MODEL", type=click.Path(dir_okay=False),
-              help="A checkpoint from `vcap train` (best.pt) [default: $VCAP_MODEL].")
+@MODEL
 @options(DECODING, ("weights",), RUNTIME, ("videos_per_batch", "every", "srt", "vtt", "explain"))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object {video: caption} at the end.")
 def caption(videos, model, as_json, **values) -> None:
@@ -303,6 +306,28 @@ def _caption_timed(videos, config: CaptionConfig, as_json: bool) -> None:
         click.echo(json.dumps(timed, indent=1))
     if failed:
         sys.exit(1)
+
+
+@main.command()
+@MODEL
+@_option(ServeConfig, "host", "Address to listen on (loopback: this machine only; any other prints a warning).")
+@_option(ServeConfig, "port", "Port to listen on.", type=int)
+@_option(ServeConfig, "allow_dir", "Folder whose videos POST /caption {\"paths\": [...]} may name [default: none, "
+         "uploads only].", type=click.Path(file_okay=False))
+@_option(ServeConfig, "max_upload_mb", "Largest request body in MB (413 past it).", type=int)
+@options(DECODING, ("weights",), RUNTIME, ("videos_per_batch",))
+def serve(model, **values) -> None:
+    """Caption videos as a local web service: the model loads once; POST /caption (uploads, or JSON paths
+    under --allow-dir), GET / (a page to drop a video on), GET /health, GET /info."""
+    from vcap.pipeline.serve import exposure_warning, serve as run_server
+
+    values = given(values)
+    decode = DecodeConfig(**{k: values.pop(k) for k in DECODING if k in values})
+    config = ServeConfig(model=model or "", decode=decode, **values)
+    warning = exposure_warning(config)
+    if warning:
+        click.echo(f"vcap: {warning}", err=True)
+    run_server(config)
 
 
 @main.command()

@@ -1,4 +1,4 @@
-"""What `vcap caption` and `vcap run` take (no torch here). Their extraction and training options are those of
+"""What `vcap caption`, `vcap serve` and `vcap run` take (no torch here). Their extraction and training options are those of
 `vcap extract` and `vcap train`, with the same names and the defaults those stages write."""
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from vcap.captioner.config import DecodeConfig, EvalConfig, TrainConfig
-from vcap.config import check_float, check_int, pick
+from vcap.config import check, check_float, check_int, pick
 from vcap.errors import VcapError
 from vcap.extract.config import ExtractConfig
 
@@ -35,6 +35,26 @@ class CaptionConfig:
             check_float(self, "every", 0.1)
         if (self.srt or self.vtt) and self.every is None:
             raise VcapError("--srt and --vtt write timed captions: give --every SECONDS too")
+
+
+@dataclass(frozen=True)
+class ServeConfig(CaptionConfig):
+    """`vcap serve`: one loaded captioner behind a local web service; the model, decoding and runtime
+    fields are `vcap caption`'s, so --beam or --device mean the same in both."""
+
+    host: str = "127.0.0.1"  # loopback: only this machine can connect
+    port: int = 8000
+    allow_dir: str | None = None  # POST /caption {"paths": [...]} reads only below it; None: uploads only
+    max_upload_mb: int = 512  # a request body past this is refused (413) while it streams
+
+    def __post_init__(self):
+        super().__post_init__()
+        check(isinstance(self.host, str) and bool(self.host.strip()), "host", self.host, "expected an address "
+              "to listen on, e.g. 127.0.0.1 or 0.0.0.0")
+        check_int(self, "port", 1, 65535)
+        check(self.allow_dir is None or Path(self.allow_dir).is_dir(), "allow_dir", self.allow_dir,
+              "not a folder")
+        check_int(self, "max_upload_mb", 1, 1_000_000)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,246 @@
+"""`vcap serve`: the API through Starlette's test client, the page in a real headless Chromium."""
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from starlette.testclient import TestClient
+
+import vcap.pipeline.caption as caption_module
+from conftest import write_video
+from vcap.cli import main
+from vcap.errors import VcapError
+from vcap.pipeline.caption import VideoCaptioner
+from vcap.pipeline.config import CaptionConfig, ServeConfig
+from vcap.pipeline.serve import create_app, exposure_warning
+
+FEATURE_FLAGS = ["--frames", "4", "--size", "64", "--backbone", "efficientnet-lite0", "--weights", "none", "--workers", "0", "--device", "cpu"]
+TRAIN_FLAGS = ["--hidden", "32", "--embed-dim", "16", "--lr", "0.01", "--min-count", "1", "--epochs", "2",
+               "--batch-size", "8", "--patience", "0", "--frame-stride", "1", "--dropout", "0", "--device", "cpu",
+               "--val-fraction", "0.34"]
+CLASSES = {0: "a red square moves right", 1: "a green square moves right", 2: "a blue square moves right"}
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+def cli(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    return result
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """One tiny model; one app captioning with it (loads counted); what VideoCaptioner says directly."""
+    root = tmp_path_factory.mktemp("serve")
+    videos, outside = root / "videos", root / "outside"
+    videos.mkdir()
+    outside.mkdir()
+    labels = []
+    for kind, text in CLASSES.items():
+        for clip in range(2):
+            write_video(videos / f"kind{kind}_{clip}.mp4", frames=12, seed=kind * 7 + 1)
+            labels.append({"id": f"kind{kind}_{clip}.mp4", "caption": [text]})
+    write_video(outside / "secret.mp4", frames=12, seed=3)
+    (videos / "notes.txt").write_text("not a video")
+    (videos / "link.mp4").symlink_to(outside / "secret.mp4")
+    (root / "labels.json").write_text(json.dumps(labels))
+    cli("extract", videos, root / "feats", *FEATURE_FLAGS)
+    cli("train", root / "feats", root / "labels.json", "--out", root / "model", *TRAIN_FLAGS)
+    model = root / "model" / "best.pt"
+
+    clips = sorted(videos.glob("kind*.mp4"))
+    direct = VideoCaptioner(CaptionConfig(model=str(model), device="cpu", workers=0))
+    expected = {path.name: text for path, text, _ in direct.caption(clips)}
+    config = ServeConfig(model=str(model), device="cpu", workers=0, allow_dir=str(videos), max_upload_mb=1)
+    uploads = root / "tmp"
+    uploads.mkdir()
+    loads = []
+    with pytest.MonkeyPatch.context() as patch:
+        real = caption_module.load_model
+        patch.setattr(caption_module, "load_model", lambda *a, **k: loads.append(a) or real(*a, **k))
+        patch.setattr(tempfile, "tempdir", str(uploads))  # where the server streams uploads to
+        app = create_app(config)
+        with TestClient(app, raise_server_exceptions=False) as client:
+            yield dict(client=client, app=app, config=config, expected=expected, clips=clips, videos=videos,
+                       outside=outside, uploads=uploads, loads=loads)
+
+
+def upload(client, *paths: Path, name: str | None = None):
+    return client.post("/caption", files=[("video", (name or p.name, p.read_bytes(), "video/mp4")) for p in paths])
+
+
+def one_line_error(response, status: int) -> str:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"} and "\n" not in body["error"], body
+    return body["error"]
+
+
+def test_an_uploaded_video_gets_the_caption_videocaptioner_gives_and_leaves_no_file(served):
+    clip = served["clips"][0]
+    response = upload(served["client"], clip)
+    assert response.status_code == 200, response.text
+    assert response.json() == {"videos": [{"video": clip.name, "caption": served["expected"][clip.name]}]}
+    assert list(served["uploads"].iterdir()) == []
+
+
+def test_a_non_video_is_a_422_with_the_one_line_vcap_error_and_the_server_goes_on(served):
+    client = served["client"]
+    error = one_line_error(client.post("/caption", files={"video": ("notes.mp4", b"not a video", "video/mp4")}), 422)
+    assert error.startswith("notes.mp4: cannot open as a video") and str(served["uploads"]) not in error
+    good, bad = served["clips"][1], served["videos"] / "notes.txt"
+    mixed = upload(client, good, bad, name=None)
+    assert mixed.status_code == 200, mixed.text
+    first, second = mixed.json()["videos"]
+    assert first == {"video": good.name, "caption": served["expected"][good.name]}
+    assert second["video"] == "notes.txt" and "cannot open as a video" in second["error"]
+    assert client.get("/health").json()["status"] == "ok"
+    assert list(served["uploads"].iterdir()) == []
+
+
+def test_a_request_over_max_upload_mb_is_a_413_with_or_without_a_content_length(served):
+    client, big = served["client"], b"\0" * (3 << 19)  # 1.5 MB, over the 1 MB of this server
+    assert "--max-upload-mb 1" in one_line_error(client.post("/caption", files={"video": ("big.mp4", big)}), 413)
+    boundary = "vcapboundary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"video\"; filename=\"big.mp4\"\r\n\r\n".encode()
+            + big + f"\r\n--{boundary}--\r\n".encode())
+    streamed = client.post("/caption", content=(body[i:i + 65536] for i in range(0, len(body), 65536)),
+                           headers={"content-type": f"multipart/form-data; boundary={boundary}"})
+    assert "--max-upload-mb 1" in one_line_error(streamed, 413)
+    assert list(served["uploads"].iterdir()) == []
+    assert upload(client, served["clips"][0]).status_code == 200
+
+
+def test_paths_under_allow_dir_are_captioned(served):
+    clip = served["clips"][2]
+    for given in (clip.name, str(clip), f"./sub/../{clip.name}"):
+        response = served["client"].post("/caption", json={"paths": [given]})
+        assert response.status_code == 200, (given, response.text)
+        assert response.json() == {"videos": [{"video": given, "caption": served["expected"][clip.name]}]}
+    assert "no such file" in one_line_error(served["client"].post("/caption", json={"paths": ["gone.mp4"]}), 422)
+
+
+@pytest.mark.parametrize("kind", ["dotdot", "deep dotdot", "absolute elsewhere", "system file", "symlink out",
+                                  "one bad of two"])
+def test_a_path_outside_allow_dir_is_a_403(served, kind):
+    secret = served["outside"] / "secret.mp4"
+    given = {"dotdot": ["../outside/secret.mp4"], "deep dotdot": ["a/b/../../../outside/secret.mp4"],
+             "absolute elsewhere": [str(secret)], "system file": ["/etc/passwd"], "symlink out": ["link.mp4"],
+             "one bad of two": [served["clips"][0].name, "../outside/secret.mp4"]}[kind]
+    error = one_line_error(served["client"].post("/caption", json={"paths": given}), 403)
+    assert "outside the folder this server may read" in error
+
+
+def test_paths_are_refused_without_allow_dir_and_bad_requests_are_one_line(served):
+    config = ServeConfig(model=served["config"].model, device="cpu", workers=0)
+    captioner = served["app"].state.worker.captioner  # the same loaded model, not a second load
+    with TestClient(create_app(config, captioner)) as uploads_only:
+        assert "--allow-dir" in one_line_error(uploads_only.post("/caption", json={"paths": ["kind0_0.mp4"]}), 403)
+    client = served["client"]
+    assert "JSON" in one_line_error(client.post("/caption", content=b"{nope", headers={"content-type":
+                                                                                      "application/json"}), 400)
+    assert "JSON" in one_line_error(client.post("/caption", json={"paths": "kind0_0.mp4"}), 400)
+    assert "multipart" in one_line_error(client.post("/caption", content=b"x", headers={"content-type": "text/plain"}), 415)
+    assert "no video" in one_line_error(client.post("/caption", json={"paths": []}), 400)
+    one_line_error(client.get("/nowhere"), 404)
+    one_line_error(client.get("/caption"), 405)
+
+
+def test_twenty_concurrent_requests_share_one_model_and_get_the_direct_captions(served):
+    client, clips, expected = served["client"], served["clips"], served["expected"]
+    before = client.get("/health").json()["batches"]
+
+    def ask(i: int):
+        clip = clips[i % len(clips)]
+        response = (upload(client, clip) if i % 2 else client.post("/caption", json={"paths": [clip.name]}))
+        return clip.name, response
+
+    with ThreadPoolExecutor(20) as pool:
+        answers = list(pool.map(ask, range(20)))
+    for name, response in answers:
+        assert response.status_code == 200, response.text
+        assert response.json()["videos"][0]["caption"] == expected[name]
+    health = client.get("/health").json()
+    assert health["batches"] - before < 20  # requests that waited were captioned together
+    assert len(served["loads"]) == 1
+
+
+def test_info_health_and_a_self_contained_page(served):
+    client = served["client"]
+    info = client.get("/info").json()
+    assert info["model"] == served["config"].model and info["captioner"] == "attention"
+    assert info["backbone"] == "efficientnet-lite0" and info["weights"] == "none" and info["device"] == "cpu"
+    assert info["vocabulary"] > 4 and info["decode"]["beam"] == 1 and info["decode"]["max_words"] == 20
+    assert client.get("/health").json()["status"] == "ok"
+    page = client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "http://" not in page.text and "https://" not in page.text and " src=" not in page.text
+
+
+def test_the_cli_passes_shared_options_and_warns_off_loopback(monkeypatch, tmp_path):
+    import vcap.pipeline.serve as serve_module
+
+    seen = []
+    monkeypatch.setattr(serve_module, "serve", seen.append)
+    result = CliRunner().invoke(main, ["serve", "--model", "m.pt", "--beam", "3", "--workers", "0", "--host",
+                                       "0.0.0.0", "--port", "9000", "--allow-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    (config,) = seen
+    assert (config.decode.beam, config.workers, config.port, config.allow_dir) == (3, 0, 9000, str(tmp_path))
+    assert "warning: listening on 0.0.0.0" in result.stderr and len(result.stderr.splitlines()) == 1
+    assert exposure_warning(ServeConfig(model="m.pt")) is None
+    assert exposure_warning(ServeConfig(model="m.pt", host="::1")) is None
+    refused = CliRunner().invoke(main, ["serve", "--model", "m.pt", "--port", "70000"])
+    assert refused.exit_code == 2 and "--port 70000" in refused.stderr
+    with pytest.raises(VcapError, match="--max-upload-mb 0"):
+        ServeConfig(model="m.pt", max_upload_mb=0)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_the_page_captions_a_dropped_video_in_headless_chromium(served, tmp_path):
+    playwright = pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed")
+    if not Path(CHROMIUM).is_file():
+        pytest.skip("no Chromium here (apt-get install chromium; .ci/run tries it)")
+    import uvicorn
+
+    config = ServeConfig(model=served["config"].model, device="cpu", workers=0)
+    app = create_app(config, served["app"].state.worker.captioner)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=_free_port(), log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    clip = served["clips"][3]
+    try:
+        with playwright.sync_playwright() as p:
+            browser = p.chromium.launch_persistent_context(
+                str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True,
+                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                      "--disable-component-update", "--disable-sync", "--no-first-run"])
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{server.config.port}/")
+            page.set_input_files("#file", str(clip))
+            page.wait_for_selector("#status[data-state=done]", timeout=30_000)
+            assert page.inner_text("#results .name") == clip.name
+            assert page.inner_text("#results .caption") == served["expected"][clip.name]
+            page.set_input_files("#file", str(served["videos"] / "notes.txt"))
+            page.wait_for_selector("#status[data-state=error]", timeout=30_000)
+            assert "cannot open as a video" in page.inner_text("#status")
+            browser.close()
+    finally:
+        server.should_exit = True
+        thread.join(10)
