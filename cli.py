@@ -261,49 +261,39 @@ MODEL = click.option("--model", envvar="VCAP_MODEL", type=click.Path(dir_okay=Fa
 def caption(videos, model, as_json, **values) -> None:
     """Caption each video (files or folders): decode, extract features as the model was trained, caption.
 
-    Prints `<file>: <caption>` per video; unreadable videos get one line each on stderr and exit code 1."""
-    import json
-
-    from vcap.pipeline.caption import caption_videos
+    Prints `<file>: <caption>` per video (with --every, `<file> 00:00:00-00:00:10 <caption>` per span);
+    unreadable videos get one line each on stderr and exit code 1."""
+    from vcap.pipeline.caption import caption_timed, caption_videos
+    from vcap.pipeline.subtitles import clock
 
     values = given(values)
     decode = DecodeConfig(**{k: values.pop(k) for k in DECODING if k in values})
     config = CaptionConfig(model=model or "", decode=decode, **values)
-    if config.every is not None:
-        return _caption_timed(videos, config, as_json)
-    captions, failed = {}, 0
-    for path, text, error in caption_videos(videos, config):
-        if error is not None:
-            failed += 1
-            click.echo(f"vcap: skipped {error}", err=True)
-            continue
-        captions[str(path)] = text
-        if not as_json:
-            click.echo(f"{path}: {text}")
-    if as_json:
-        click.echo(json.dumps(captions, indent=1))
-    if failed:
-        sys.exit(1)
+    if config.every is None:
+        _report(caption_videos(videos, config), as_json, lambda path, text: [f"{path}: {text}"], lambda text: text)
+    else:
+        _report(caption_timed(videos, config), as_json,
+                lambda path, spans: [f"{path} {clock(a)}-{clock(b)} {text}" for a, b, text in spans],
+                lambda spans: [{"start": round(a, 3), "end": round(b, 3), "caption": text} for a, b, text in spans])
 
 
-def _caption_timed(videos, config: CaptionConfig, as_json: bool) -> None:
+def _report(results, as_json: bool, lines, data) -> None:
+    """Print each video's result as it comes (or one JSON object at the end); a video that failed gets one
+    line on stderr, and then the exit code is 1."""
     import json
 
-    from vcap.pipeline.caption import caption_timed
-    from vcap.pipeline.subtitles import clock
-
-    timed, failed = {}, 0
-    for path, spans, error in caption_timed(videos, config):
+    collected, failed = {}, 0
+    for path, value, error in results:
         if error is not None:
             failed += 1
             click.echo(f"vcap: skipped {error}", err=True)
             continue
-        timed[str(path)] = [{"start": round(a, 3), "end": round(b, 3), "caption": c} for a, b, c in spans]
+        collected[str(path)] = data(value)
         if not as_json:
-            for start, end, text in spans:
-                click.echo(f"{path} {clock(start)}-{clock(end)} {text}")
+            for line in lines(path, value):
+                click.echo(line)
     if as_json:
-        click.echo(json.dumps(timed, indent=1))
+        click.echo(json.dumps(collected, indent=1))
     if failed:
         sys.exit(1)
 
