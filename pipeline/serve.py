@@ -42,6 +42,7 @@ Result = tuple["str | None", "str | None"]  # (caption, None) or (None, error)
 @dataclass
 class _Job:
     paths: list[Path]
+    every: float | None = None  # timed captions: windows of this many seconds
     done: concurrent.futures.Future = field(default_factory=concurrent.futures.Future)
 
 
@@ -62,16 +63,19 @@ class CaptionWorker:
         self.jobs.put(None)
         self._thread.join()
 
-    def submit(self, paths: list[Path]) -> concurrent.futures.Future:
-        """A future of [(caption, error)] in the order of `paths`."""
-        job = _Job(paths)
+    def submit(self, paths: list[Path], every: float | None = None) -> concurrent.futures.Future:
+        """A future of [(caption, error)] in the order of `paths`; with `every`, each caption is the video's
+        [(start, end, caption)] windows, as `vcap caption --every` gives them."""
+        job = _Job(paths, every)
         self.jobs.put(job)
         return job.done
 
     def _run(self) -> None:
         limit = self.captioner.config.videos_per_batch
         while (job := self.jobs.get()) is not None:
-            batch = [job]
+            batch: list[_Job] = []
+            timed: list[_Job] = []  # windows of one video are batched among themselves
+            (timed if job.every else batch).append(job)
             while sum(len(j.paths) for j in batch) < limit:
                 try:
                     more = self.jobs.get_nowait()
@@ -80,8 +84,25 @@ class CaptionWorker:
                 if more is None:  # stop after this batch
                     self.jobs.put(None)
                     break
-                batch.append(more)
-            self._caption(batch)
+                (timed if more.every else batch).append(more)
+            if batch:
+                self._caption(batch)
+            for job in timed:
+                self._caption_windows(job)
+
+    def _caption_windows(self, job: _Job) -> None:
+        results: list[Result] = []
+        for path in job.paths:
+            try:
+                results.append((self.captioner.caption_windows(path, job.every), None))
+            except VcapError as exc:
+                results.append((None, str(exc)))
+            except Exception as exc:  # a bug on one odd file fails that video, not the server
+                log.exception("timed captions of %s failed", path)
+                results.append((None, f"{path}: cannot caption it ({type(exc).__name__})"))
+        self.batches += 1
+        self.videos += len(job.paths)
+        job.done.set_result(results)
 
     def _caption(self, batch: list[_Job]) -> None:
         paths = [p for job in batch for p in job.paths]
@@ -216,6 +237,20 @@ async def requested_paths(request: Request, allow_dir: str | None, limit: int) -
 
 # ---- the app ---------------------------------------------------------------------------------------------
 
+def _every(request: Request) -> float | None:
+    """?every=SECONDS asks for timed captions, as `vcap caption --every`."""
+    text = request.query_params.get("every")
+    if text is None:
+        return None
+    try:
+        every = float(text)
+    except ValueError:
+        every = float("nan")
+    if not every >= 0.1 or every == float("inf"):
+        raise HTTPException(400, f"every={text}: expected a number of seconds >= 0.1")
+    return every
+
+
 def create_app(config: ServeConfig, captioner: VideoCaptioner | None = None) -> Starlette:
     """The ASGI app; `captioner` loads from `config` when not given. It captions from startup to shutdown."""
     captioner = captioner or VideoCaptioner(config)
@@ -234,14 +269,20 @@ def create_app(config: ServeConfig, captioner: VideoCaptioner | None = None) -> 
                                          "files under --allow-dir")
             if not videos:
                 raise HTTPException(400, "no video in the request")
+            every = _every(request)
             try:
-                results = await asyncio.wrap_future(worker.submit([path for _, path in videos]))
+                results = await asyncio.wrap_future(worker.submit([path for _, path in videos], every))
             except VcapError as exc:
                 raise HTTPException(422, str(exc)) from None
         answers = []
         for (name, path), (text, error) in zip(videos, results):
-            answers.append({"video": name, "caption": text} if error is None
-                           else {"video": name, "error": error.replace(str(path), name)})
+            if error is not None:
+                answers.append({"video": name, "error": error.replace(str(path), name)})
+            elif every is None:
+                answers.append({"video": name, "caption": text})
+            else:
+                answers.append({"video": name, "windows": [{"start": round(a, 3), "end": round(b, 3), "caption": c}
+                                                           for a, b, c in text]})
         if all("error" in a for a in answers):
             raise HTTPException(422, "; ".join(a["error"] for a in answers))
         return JSONResponse({"videos": answers})

@@ -244,3 +244,16 @@ def test_the_page_captions_a_dropped_video_in_headless_chromium(served, tmp_path
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def test_every_gives_timed_captions_as_vcap_caption_does(served):
+    client, clip = served["client"], served["clips"][0]
+    direct = VideoCaptioner(CaptionConfig(model=served["config"].model, device="cpu", workers=0))
+    expected = [{"start": round(a, 3), "end": round(b, 3), "caption": c} for a, b, c in direct.caption_windows(clip, 0.5)]
+    response = client.post("/caption?every=0.5", files=[("video", (clip.name, clip.read_bytes(), "video/mp4"))])
+    assert response.status_code == 200, response.text
+    assert response.json() == {"videos": [{"video": clip.name, "windows": expected}]}
+    assert expected[0]["start"] == 0 and expected[-1]["end"] == pytest.approx(1.0)  # 12 frames at 12 fps
+    for bad in ("0", "abc", "-1", "inf"):
+        one_line_error(client.post(f"/caption?every={bad}", files=[("video", (clip.name, clip.read_bytes(),
+                                                                              "video/mp4"))]), 400)
