@@ -16,7 +16,7 @@ while not server.started:
     time.sleep(0.05)
 with sync_playwright() as p:
     browser = p.chromium.launch_persistent_context(tempfile.mkdtemp(), executable_path="/usr/bin/chromium",
-        headless=True, viewport={"width": 760, "height": 420},
+        headless=True, viewport={"width": 900, "height": 760},
         args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
               "--disable-sync", "--no-first-run"])
     page = browser.new_page()

@@ -70,9 +70,10 @@ class VideoCaptioner:
         if config.explain:
             ensure_folder(Path(config.explain))  # fails now, not after the first video
 
-    def caption(self, paths: Sequence[Path]) -> Iterator[tuple[Path, str | None, str | None]]:
+    def caption(self, paths: Sequence[Path], explain: Path | None = None) -> Iterator[tuple[Path, str | None, str | None]]:
         """Yield (video, caption, None) or (video, None, error) per video; decoded in workers, captioned in
-        batches of `videos_per_batch`."""
+        batches of `videos_per_batch`. `explain` (default: config.explain) gets one PNG per video."""
+        explain = explain or (Path(self.config.explain) if self.config.explain else None)
         pending: list[tuple[Path, torch.Tensor]] = []
         for path, feats, error in self.extractor.features(list(paths)):
             if error is not None:
@@ -80,19 +81,19 @@ class VideoCaptioner:
                 continue
             pending.append((path, torch.from_numpy(feats)))
             if len(pending) == self.config.videos_per_batch:
-                yield from self._caption(pending)
+                yield from self._caption(pending, explain)
                 pending = []
-        yield from self._caption(pending)
+        yield from self._caption(pending, explain)
 
-    def _caption(self, pending: list[tuple[Path, torch.Tensor]]):
+    def _caption(self, pending: list[tuple[Path, torch.Tensor]], explain: Path | None):
         if not pending:
             return
         feats = torch.stack([f for _, f in pending]).to(self.device)  # (B, T, D)
         captions = caption_features(self.model, self.vocab, feats, self.config.decode, self.info["max_words"])
         for (path, video_feats), caption in zip(pending, captions):
-            if self.config.explain:
-                explain_video(path, Path(self.config.explain), self.model, self.vocab, video_feats.to(self.device),
-                              caption, self.info["feature_config"], self.config.decoder)
+            if explain:
+                explain_video(path, explain, self.model, self.vocab, video_feats.to(self.device), caption,
+                              self.info["feature_config"], self.config.decoder)
             yield path, caption, None
 
 

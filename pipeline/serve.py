@@ -8,6 +8,7 @@ Every refusal is one line of JSON, {"error": "..."}, and the server keeps servin
 from __future__ import annotations
 
 import asyncio
+import base64
 import concurrent.futures
 import ipaddress
 import json
@@ -43,6 +44,7 @@ Result = tuple["str | None", "str | None"]  # (caption, None) or (None, error)
 class _Job:
     paths: list[Path]
     every: float | None = None  # timed captions: windows of this many seconds
+    explain: Path | None = None  # a folder for the frames/attention PNG of each video
     done: concurrent.futures.Future = field(default_factory=concurrent.futures.Future)
 
 
@@ -63,10 +65,11 @@ class CaptionWorker:
         self.jobs.put(None)
         self._thread.join()
 
-    def submit(self, paths: list[Path], every: float | None = None) -> concurrent.futures.Future:
+    def submit(self, paths: list[Path], every: float | None = None,
+               explain: Path | None = None) -> concurrent.futures.Future:
         """A future of [(caption, error)] in the order of `paths`; with `every`, each caption is the video's
         [(start, end, caption)] windows, as `vcap caption --every` gives them."""
-        job = _Job(paths, every)
+        job = _Job(paths, every, explain)
         self.jobs.put(job)
         return job.done
 
@@ -75,7 +78,7 @@ class CaptionWorker:
         while (job := self.jobs.get()) is not None:
             batch: list[_Job] = []
             timed: list[_Job] = []  # windows of one video are batched among themselves
-            (timed if job.every else batch).append(job)
+            (timed if job.every or job.explain else batch).append(job)
             while sum(len(j.paths) for j in batch) < limit:
                 try:
                     more = self.jobs.get_nowait()
@@ -84,11 +87,11 @@ class CaptionWorker:
                 if more is None:  # stop after this batch
                     self.jobs.put(None)
                     break
-                (timed if more.every else batch).append(more)
+                (timed if more.every or more.explain else batch).append(more)
             if batch:
                 self._caption(batch)
             for job in timed:
-                self._caption_windows(job)
+                self._caption_windows(job) if job.every else self._caption([job], job.explain)
 
     def _caption_windows(self, job: _Job) -> None:
         results: list[Result] = []
@@ -104,14 +107,14 @@ class CaptionWorker:
         self.videos += len(job.paths)
         job.done.set_result(results)
 
-    def _caption(self, batch: list[_Job]) -> None:
+    def _caption(self, batch: list[_Job], explain: Path | None = None) -> None:
         paths = [p for job in batch for p in job.paths]
         slots: dict[Path, deque[int]] = defaultdict(deque)  # the same file may come in several requests
         for i, path in enumerate(paths):
             slots[path].append(i)
         results: list[Result] = [(None, "not captioned")] * len(paths)
         try:
-            for path, caption, error in self.captioner.caption(paths):
+            for path, caption, error in self.captioner.caption(paths, explain):
                 results[slots[path].popleft()] = (caption, error)
         except Exception as exc:  # a bug, or a file the extractor refuses whole: fail these requests, not the server
             if not isinstance(exc, VcapError):
@@ -270,19 +273,24 @@ def create_app(config: ServeConfig, captioner: VideoCaptioner | None = None) -> 
             if not videos:
                 raise HTTPException(400, "no video in the request")
             every = _every(request)
+            explain = Path(folder) / "explain" if request.query_params.get("explain") in ("1", "true") else None
             try:
-                results = await asyncio.wrap_future(worker.submit([path for _, path in videos], every))
+                results = await asyncio.wrap_future(worker.submit([path for _, path in videos], every, explain))
             except VcapError as exc:
                 raise HTTPException(422, str(exc)) from None
-        answers = []
-        for (name, path), (text, error) in zip(videos, results):
-            if error is not None:
-                answers.append({"video": name, "error": error.replace(str(path), name)})
-            elif every is None:
-                answers.append({"video": name, "caption": text})
-            else:
-                answers.append({"video": name, "windows": [{"start": round(a, 3), "end": round(b, 3), "caption": c}
-                                                           for a, b, c in text]})
+            answers = []  # inside the with: the explain pictures are in its folder
+            for (name, path), (text, error) in zip(videos, results):
+                if error is not None:
+                    answers.append({"video": name, "error": error.replace(str(path), name)})
+                elif every is None:
+                    answers.append({"video": name, "caption": text})
+                    picture = explain / f"{path.name}.png" if explain else None
+                    if picture is not None and picture.is_file():
+                        encoded = base64.b64encode(picture.read_bytes()).decode()
+                        answers[-1]["explain"] = f"data:image/png;base64,{encoded}"
+                else:
+                    windows = [{"start": round(a, 3), "end": round(b, 3), "caption": c} for a, b, c in text]
+                    answers.append({"video": name, "windows": windows})
         if all("error" in a for a in answers):
             raise HTTPException(422, "; ".join(a["error"] for a in answers))
         return JSONResponse({"videos": answers})
@@ -368,6 +376,7 @@ h1 { font-size: 1.4rem; margin-bottom: .2rem; }
 #results li { padding: .6rem .8rem; border-left: 4px solid #2a6ad8; background: #f5f7fa; margin-bottom: .5rem; }
 #results .name { display: block; font-size: .85rem; color: #666; }
 #results .caption { font-size: 1.15rem; }
+#results img { display: block; max-width: 100%; margin-top: .5rem; }
 #results .error { color: #b00020; }
 footer { font-size: .8rem; color: #777; margin-top: 2rem; }
 </style></head>
@@ -388,7 +397,12 @@ function show(videos) {
     const li = document.createElement("li"), name = document.createElement("span"), text = document.createElement("span");
     name.className = "name"; name.textContent = v.video;
     text.className = v.error ? "caption error" : "caption"; text.textContent = v.error || v.caption;
-    li.append(name, text); return li;
+    li.append(name, text);
+    if (v.explain) {  // the frames the model saw and its attention per word
+      const img = document.createElement("img");
+      img.src = v.explain; img.alt = "frames and attention"; li.append(img);
+    }
+    return li;
   }));
 }
 function send(files) {
@@ -396,7 +410,7 @@ function send(files) {
   const form = new FormData();
   for (const f of files) form.append("video", f, f.name);
   const xhr = new XMLHttpRequest();
-  xhr.open("POST", "caption"); xhr.responseType = "json";
+  xhr.open("POST", "caption?explain=1"); xhr.responseType = "json";
   xhr.upload.onprogress = e => { if (e.lengthComputable) state("busy", `Uploading ${Math.round(100 * e.loaded / e.total)}%`); };
   xhr.upload.onload = () => state("busy", "Captioning\\u2026");
   xhr.onload = () => {

@@ -257,3 +257,15 @@ def test_every_gives_timed_captions_as_vcap_caption_does(served):
     for bad in ("0", "abc", "-1", "inf"):
         one_line_error(client.post(f"/caption?every={bad}", files=[("video", (clip.name, clip.read_bytes(),
                                                                               "video/mp4"))]), 400)
+
+
+def test_explain_returns_the_frames_and_attention_picture(served):
+    import base64
+
+    client, clip = served["client"], served["clips"][1]
+    response = client.post("/caption?explain=1", files=[("video", (clip.name, clip.read_bytes(), "video/mp4"))])
+    assert response.status_code == 200, response.text
+    (answer,) = response.json()["videos"]
+    assert answer["caption"] == served["expected"][clip.name]
+    assert base64.b64decode(answer["explain"].split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+    assert list(served["uploads"].iterdir()) == []
