@@ -16,7 +16,7 @@ from vcap.extract.extractor import FeatureExtractor, find_videos
 from vcap.extract.sampler import read_windows
 from vcap.pipeline.config import CaptionConfig
 from vcap.files import ensure_folder
-from vcap.pipeline.explain import explain_video
+from vcap.pipeline.explain import explain_video, explain_window
 from vcap.pipeline.subtitles import write_subtitles
 from vcap.device import resolve_device
 from vcap.errors import VcapError
@@ -99,7 +99,8 @@ class VideoCaptioner:
 
     def caption_windows(self, path: Path, every: float) -> list[tuple[float, float, str]]:
         """Timed captions: (start, end, caption) per consecutive `every`-second window, each window sampled
-        with the model's frame count and captioned in batches; neighbours with the same caption merge."""
+        with the model's frame count and captioned in batches; neighbours with the same caption merge.
+        With config.explain, one picture per window."""
         settings = self.info["feature_config"]
         spans: list[tuple[float, float, str]] = []
         for taken, frames in read_windows(path, settings["frames"], every, settings["size"], self.config.decoder):
@@ -109,6 +110,10 @@ class VideoCaptioner:
                 chunk = feats[start : start + self.config.videos_per_batch].to(self.device)
                 captions = caption_features(self.model, self.vocab, chunk, self.config.decode, self.info["max_words"])
                 spans.extend((t0, t1, c) for (t0, t1), c in zip(taken[start:], captions))
+                for i, caption in enumerate(captions if self.config.explain else []):
+                    (t0, t1), window = taken[start + i], start + i
+                    explain_window(path, Path(self.config.explain), t0, t1, self.model, self.vocab, feats[window],
+                                   caption, frames[window])
         return merge_spans(spans)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
@@ -34,12 +35,27 @@ def attention_weights(model, feats: torch.Tensor, tokens: list[int]) -> np.ndarr
 def explain_video(path: Path, out_dir: Path, model, vocab: Vocab, feats: torch.Tensor, caption: str,
                   settings: dict, decoder: str = "auto") -> Path:
     """Write OUT_DIR/<video file name>.png for one captioned video; returns its path."""
+    frames = read_frames(path, settings["frames"], THUMB, decoder)  # the frames its features came from
+    return explain(Path(out_dir) / f"{path.name}.png", model, vocab, feats, caption, frames, path.name)
+
+
+def explain_window(path: Path, out_dir: Path, start: float, end: float, model, vocab: Vocab, feats: torch.Tensor,
+                   caption: str, frames: np.ndarray) -> Path:
+    """OUT_DIR/<video file name>.<HHMMSS>.png for the window of `path` from `start` to `end` seconds."""
+    from vcap.pipeline.subtitles import clock
+
+    small = np.stack([cv2.resize(f, (THUMB, THUMB), interpolation=cv2.INTER_AREA) for f in frames])
+    target = Path(out_dir) / f"{path.name}.{clock(start).replace(':', '')}.png"
+    return explain(target, model, vocab, feats, caption, small, f"{path.name} {clock(start)}-{clock(end)}")
+
+
+def explain(target: Path, model, vocab: Vocab, feats: torch.Tensor, caption: str, frames: np.ndarray,
+            name: str) -> Path:
+    """Write the picture of one captioned clip: `frames` (N, S, S, 3) are those `feats` (N, D) came from."""
     words = caption.split()
     weights = attention_weights(model, feats[None], [vocab.index[w] for w in words])
-    frames = read_frames(path, settings["frames"], THUMB, decoder)[:: model.frame_stride]  # what the model saw
-    target = Path(out_dir) / f"{path.name}.png"
     with atomic_write(target, suffix=".png") as tmp:
-        render(tmp, frames, words, weights, f"{path.name}: {caption}")
+        render(tmp, frames[:: model.frame_stride], words, weights, f"{name}: {caption}")  # what the model saw
     return target
 
 

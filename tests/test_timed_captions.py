@@ -99,3 +99,13 @@ def test_subtitles_need_every_and_one_video(long_video):
     two = runner.invoke(main, ["caption", str(joined), str(joined), "--model", str(model), "--every", "2", "--srt",
                                "x.srt", *FLAGS])
     assert two.exit_code == 2 and "one video" in two.stderr
+
+
+@pytest.mark.slow
+def test_explain_with_every_draws_one_picture_per_window(long_video, tmp_path):
+    root, joined, model = long_video
+    result = CliRunner().invoke(main, ["caption", str(joined), "--model", str(model), "--every", str(SECONDS),
+                                       "--explain", str(tmp_path / "why"), *FLAGS])
+    assert result.exit_code == 0, result.output
+    names = sorted(p.name for p in (tmp_path / "why").iterdir())
+    assert names == [f"joined.avi.{clock(i * SECONDS).replace(':', '')}.png" for i in range(len(CLIPS))]
