@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from vcap.captioner.config import CAPTIONERS, SELECT_ON, DecodeConfig, EvalConfig, TrainConfig
+from vcap.captioner.config import CAPTIONERS, SELECT_ON, DecodeConfig, EvalConfig, TrainConfig, train_config
 from vcap.config import PRECISIONS, default_of, flag
 from vcap.errors import VcapError
 from vcap.extract.config import BACKBONES, DECODERS, ExtractConfig, parse_shard
@@ -169,6 +169,12 @@ def given(values: dict) -> dict:
     return {k: v for k, v in values.items() if v is not None and v is not False}
 
 
+def given_with_decode(values: dict) -> tuple[dict, DecodeConfig]:
+    """The options the user set, less the decoding ones, which make the command's DecodeConfig."""
+    values = given(values)
+    return values, DecodeConfig(**{k: values.pop(k) for k in DECODING if k in values})
+
+
 # ---- extract ---------------------------------------------------------------------------------------------
 
 @main.command()
@@ -194,15 +200,6 @@ def extract(videos, out, shard, **values) -> None:
 
 # ---- train / evaluate ------------------------------------------------------------------------------------
 
-def _train_config(feats: str, labels: str, out: str, values: dict) -> TrainConfig:
-    set_ = {**given(values), "feats": feats, "labels": labels, "out": out}
-    if set_.get("resume"):
-        from vcap.captioner.train import resumed_config
-
-        return resumed_config(out, **set_)
-    return TrainConfig(**set_)
-
-
 def _best_line(summary: dict) -> str:
     chosen = (f"lowest validation loss {summary['best_val_loss']:.4f}" if summary["select_on"] == "loss"
               else f"best validation BLEU@1 {summary['best_val_bleu1']:.4f}")
@@ -220,7 +217,7 @@ def train_cmd(feats, labels, out, **values) -> None:
     """Train a captioner on cached FEATS and an MLDS-format LABELS file."""
     from vcap.captioner.train import train
 
-    click.echo(_best_line(train(_train_config(feats, labels, out, values))))
+    click.echo(_best_line(train(train_config(**given(values), feats=feats, labels=labels, out=out))))
 
 
 @main.command("evaluate")
@@ -234,8 +231,7 @@ def evaluate_cmd(model, feats, labels, out, **values) -> None:
     """Caption the videos of LABELS with MODEL and print MLDS BLEU@1 and the COCO metrics."""
     from vcap.captioner.evaluate import evaluate
 
-    values = given(values)
-    decode = DecodeConfig(**{k: values.pop(k) for k in DECODING if k in values})
+    values, decode = given_with_decode(values)
     metrics = evaluate(EvalConfig(model=model, feats=feats, labels=labels, out=out, decode=decode, **values))
     _print_metrics(metrics, f"{metrics['videos']} videos of {labels}")
 
@@ -266,8 +262,7 @@ def caption(videos, model, as_json, **values) -> None:
     from vcap.pipeline.caption import caption_timed, caption_videos
     from vcap.pipeline.subtitles import clock
 
-    values = given(values)
-    decode = DecodeConfig(**{k: values.pop(k) for k in DECODING if k in values})
+    values, decode = given_with_decode(values)
     config = CaptionConfig(model=model or "", decode=decode, **values)
     if config.every is None:
         _report(caption_videos(videos, config), as_json, lambda path, text: [f"{path}: {text}"], lambda text: text)
@@ -311,8 +306,7 @@ def serve(model, **values) -> None:
     under --allow-dir), GET / (a page to drop a video on), GET /health, GET /info."""
     from vcap.pipeline.serve import exposure_warning, serve as run_server
 
-    values = given(values)
-    decode = DecodeConfig(**{k: values.pop(k) for k in DECODING if k in values})
+    values, decode = given_with_decode(values)
     config = ServeConfig(model=model or "", decode=decode, **values)
     warning = exposure_warning(config)
     if warning:

@@ -103,6 +103,16 @@ class TrainConfig:
             raise VcapError("--resume continues the run in OUT and --overwrite replaces it: choose one")
 
 
+def train_config(**options) -> TrainConfig:
+    """The TrainConfig of the options a user set; with resume, the run's own settings from OUT/last.pt first
+    (`vcap.captioner.train.resumed_config`, which reads the checkpoint and so imports torch)."""
+    if options.get("resume"):
+        from vcap.captioner.train import resumed_config
+
+        return resumed_config(options["out"], **options)
+    return TrainConfig(**options)
+
+
 def teacher_schedule_k(spec: str) -> float | None:
     """The K of "inverse-sigmoid:K" (None for "always" / "never"); anything else is a VcapError."""
     if spec in ("always", "never"):

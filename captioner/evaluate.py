@@ -29,7 +29,8 @@ def evaluate(config: EvalConfig) -> dict:
     model, vocab, info = load_model(config.model, dev)
     labels = load_labels(config.labels)
     if config.only is not None:
-        labels = [(vid, caps) for vid, caps in labels if vid in set(config.only)]
+        only = set(config.only)
+        labels = [(vid, caps) for vid, caps in labels if vid in only]
     videos, skipped, _ = attach_features(labels, config.feats, config.labels, dim=info["feature_dim"])
     if skipped:
         print(f"vcap: skipped {skipped} of {skipped + len(videos)} videos without features in {config.feats}",

@@ -156,8 +156,6 @@ def resumed_config(run: str | Path, **overrides) -> TrainConfig:
 
     What defines the model (ARCHITECTURE) comes from the checkpoint; an override that contradicts it is
     refused, naming the flags, rather than recorded while the old architecture trains on."""
-    from vcap.config import flag
-
     if overrides.get("overwrite"):
         raise VcapError("--resume continues the run in OUT and --overwrite replaces it: choose one")
     last = Path(run) / "last.pt"
@@ -165,12 +163,19 @@ def resumed_config(run: str | Path, **overrides) -> TrainConfig:
         raise VcapError(f"{last}: nothing to resume (train without --resume first)")
     ckpt = read_checkpoint(last)
     recorded = _recorded_config(ckpt, last)
-    clashes = [f"{flag(k)} {overrides[k]} (the run has {recorded[k]})" for k in ARCHITECTURE
-               if k in overrides and overrides[k] != recorded[k]]
+    clashes = _architecture_clashes(overrides, recorded)
     if clashes:
         raise VcapError(f"{last}: --resume keeps the model it holds; drop {', '.join(clashes)}, "
                         f"or train anew with --overwrite")
     return TrainConfig(**{**recorded, **overrides, "resume": True, "overwrite": False})
+
+
+def _architecture_clashes(values: dict, recorded: dict) -> list[str]:
+    """The settings among `values` that define the model and differ from the run's: '--hidden 64 (the run has 32)'."""
+    from vcap.config import flag
+
+    return [f"{flag(k)} {values[k]} (the run has {recorded[k]})" for k in ARCHITECTURE
+            if k in values and values[k] != recorded[k]]
 
 
 def _recorded_config(ckpt: dict, path: Path) -> dict:
@@ -229,10 +234,10 @@ def train(config: TrainConfig) -> dict:
     if config.resume:
         ckpt = read_checkpoint(last_path, device)
         recorded = _recorded_config(ckpt, last_path)
-        clashes = [k for k in ARCHITECTURE if getattr(config, k) != recorded[k]]
+        clashes = _architecture_clashes(dataclasses.asdict(config), recorded)
         if clashes:
-            raise VcapError(f"{last_path}: holds a model with other {', '.join(clashes)}; resume with its own "
-                            f"settings (vcap train --resume takes them from the checkpoint)")
+            raise VcapError(f"{last_path}: holds a model with other settings than {', '.join(clashes)}; resume "
+                            f"with its own settings (vcap train --resume takes them from the checkpoint)")
         if ckpt["feature_dim"] != shape[1]:
             raise VcapError(f"{last_path}: was trained on {ckpt['feature_dim']}-d features, {config.feats} has "
                             f"{shape[1]}-d ones")
@@ -271,8 +276,9 @@ def train(config: TrainConfig) -> dict:
     val_dataset = CaptionDataset(val_videos, vocab, val_bank, config.max_words)
     feature_config = load_feature_config(config.feats)
     train_config = dataclasses.asdict(config)
+    val_ids = [vid for vid, _, _ in val_videos]
     resolved = {**train_config, "device": str(device), "precision": precision,
-                "train_videos": len(train_videos), "val_videos": [vid for vid, _, _ in val_videos]}
+                "train_videos": len(train_videos), "val_videos": val_ids}
 
     best = max((_selection_score(h, config.select_on) for h in history), default=-math.inf)
     for epoch in range(start_epoch, config.epochs):
@@ -321,7 +327,7 @@ def train(config: TrainConfig) -> dict:
             "best_val_bleu1": best_row.get("val_bleu1", -1.0), "best_val_loss": best_row.get("val_loss", math.inf),
             "select_on": config.select_on, "epochs_run": len(history), "steps": step,
             "stopped_early": len(history) < config.epochs, "train_videos": len(train_videos),
-            "val_videos": [vid for vid, _, _ in val_videos], "vocab_size": len(vocab), "history": history}
+            "val_videos": val_ids, "vocab_size": len(vocab), "history": history}
 
 
 def _selection_score(h: dict, select_on: str) -> float:

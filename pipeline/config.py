@@ -5,10 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from vcap.captioner.config import DecodeConfig, EvalConfig, TrainConfig
+from vcap.captioner.config import DecodeConfig, EvalConfig, TrainConfig, train_config
 from vcap.config import check, check_float, check_int, pick
 from vcap.errors import VcapError
 from vcap.extract.config import ExtractConfig
+
+
+MIN_EVERY = 0.1  # seconds: the shortest window of timed captions (vcap caption --every, serve ?every=)
 
 
 @dataclass(frozen=True)
@@ -32,7 +35,7 @@ class CaptionConfig:
             raise VcapError("no model: pass --model PATH (a best.pt from `vcap train`) or set VCAP_MODEL")
         check_int(self, "videos_per_batch", 1)
         if self.every is not None:
-            check_float(self, "every", 0.1)
+            check_float(self, "every", MIN_EVERY)
         if (self.srt or self.vtt) and self.every is None:
             raise VcapError("--srt and --vtt write timed captions: give --every SECONDS too")
 
@@ -78,14 +81,8 @@ def run_config(videos: str, labels: str, out: str, **options) -> RunConfig:
     if unknown:
         raise TypeError(f"run_config: unknown options {sorted(unknown)}")
     root = Path(out)
-    train_options = {**pick(options, TrainConfig), "feats": str(root / "feats"), "labels": str(labels),
-                     "out": str(root / "model")}
-    if options.get("resume"):  # the model's settings come from OUT/model/last.pt
-        from vcap.captioner.train import resumed_config
-
-        train = resumed_config(root / "model", **train_options)
-    else:
-        train = TrainConfig(**train_options)
+    train = train_config(**pick(options, TrainConfig), feats=str(root / "feats"), labels=str(labels),
+                         out=str(root / "model"))  # resumed: the model's settings from OUT/model/last.pt
     return RunConfig(videos=str(videos), labels=str(labels), out=str(out),
                      extract=ExtractConfig(**pick(options, ExtractConfig)), train=train, decode=DecodeConfig(**pick(options, DecodeConfig)),
                      all_videos=bool(options.get("all_videos", False)))

@@ -13,6 +13,7 @@ import concurrent.futures
 import ipaddress
 import json
 import logging
+import math
 import queue
 import tempfile
 import threading
@@ -32,7 +33,7 @@ from starlette.routing import Route
 from vcap.errors import VcapError, library_text
 from vcap.extract.sampler import VIDEO_EXTENSIONS
 from vcap.pipeline.caption import VideoCaptioner
-from vcap.pipeline.config import ServeConfig
+from vcap.pipeline.config import MIN_EVERY, ServeConfig
 
 log = logging.getLogger(__name__)
 Result = tuple["str | None", "str | None"]  # (caption, None) or (None, error)
@@ -249,8 +250,8 @@ def _every(request: Request) -> float | None:
         every = float(text)
     except ValueError:
         every = float("nan")
-    if not every >= 0.1 or every == float("inf"):
-        raise HTTPException(400, f"every={text}: expected a number of seconds >= 0.1")
+    if not (math.isfinite(every) and every >= MIN_EVERY):
+        raise HTTPException(400, f"every={text}: expected a number of seconds >= {MIN_EVERY}")
     return every
 
 
