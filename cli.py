@@ -13,7 +13,7 @@ import click
 from vcap.captioner.config import CAPTIONERS, SELECT_ON, DecodeConfig, EvalConfig, TrainConfig, train_config
 from vcap.config import PRECISIONS, default_of, flag
 from vcap.errors import VcapError
-from vcap.extract.config import BACKBONES, DECODERS, ExtractConfig, parse_shard
+from vcap.extract.config import BACKBONES, COMPILE_MIN_FRAMES, DECODERS, ExtractConfig, parse_shard
 from vcap.pipeline.config import CaptionConfig, RunConfig, ServeConfig
 
 
@@ -122,8 +122,10 @@ OPTIONS = {  # name -> click option; a name means the same thing in every comman
                          "BLEU@1.", type=click.Choice(SELECT_ON)),
     "cache_features": _option(TrainConfig, "cache_features", "Hold all features in RAM instead of reading them "
                               "lazily.", is_flag=True),
-    "compile": _option(TrainConfig, "compile", "torch.compile each decoder step: faster epochs after a one-off "
-                       "compile (20-40 s on 2 cores); see the README's figures.", is_flag=True),
+    "compile": click.option("--compile/--no-compile", "compile", default=None, help=(
+        "torch.compile the networks: a one-off compile, then faster passes. The backbone (extract, caption, serve, "
+        f"run) compiles by default on the CPU for jobs of {COMPILE_MIN_FRAMES:,}+ frames; the training step (train, "
+        "run) only with --compile (20-40 s on 2 cores). See the README's figures.")),
     "resume": _option(TrainConfig, "resume", "Continue the run in OUT (its model settings come from last.pt).",
                       is_flag=True),
     "overwrite": _option(TrainConfig, "overwrite", "Replace what OUT already holds (.npy files, a training run) "
@@ -145,7 +147,7 @@ OPTIONS = {  # name -> click option; a name means the same thing in every comman
                        "and its attention over them for each word.", type=click.Path(file_okay=False), metavar="DIR"),
 }
 FEATURES = ("frames", "size", "backbone", "weights")
-RUNTIME = ("device", "precision", "frame_batch", "workers", "decoder")
+RUNTIME = ("device", "precision", "frame_batch", "workers", "decoder", "compile")
 TRAINING = ("captioner", "hidden", "embed_dim", "dropout", "lr", "batch_size", "epochs", "min_count", "max_words",
             "val_labels", "val_fraction", "seed", "patience", "grad_clip", "teacher_forcing", "embeddings",
             "frame_stride", "label_smoothing", "weight_decay", "select_on", "device", "precision", "cache_features",
@@ -165,8 +167,8 @@ def options(*groups: tuple[str, ...]):
 
 
 def given(values: dict) -> dict:
-    """The options the user set: unset ones (None, or an absent flag) leave the dataclass default in effect."""
-    return {k: v for k, v in values.items() if v is not None and v is not False}
+    """The options the user set: unset ones (None, also an absent flag) leave the dataclass default in effect."""
+    return {k: v for k, v in values.items() if v is not None}
 
 
 def given_with_decode(values: dict) -> tuple[dict, DecodeConfig]:

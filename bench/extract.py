@@ -1,15 +1,17 @@
 """Frames/s of `vcap extract` against a naive baseline, in one process on the same videos.
 
 Baseline: per-frame OpenCV seek, one fp32 forward per image (what a first script usually does).
-vcap: sequential decode in a worker process overlapping the model, batched frames, channels_last and
-bf16 autocast where the hardware has it. Default videos: the 320x240 MSVD clips in ../shared/data
-(generated 320x240 clips when it is absent).
+vcap: decoding in a worker process overlapping the model, batched frames, channels_last and the network in
+bf16 where the hardware has it; its variants (the backbone compiled or not, with or without a decode worker)
+are timed in interleaved rounds, each against the machine's matmul peak of the same minute. Default videos:
+the 320x240 MSVD clips in ../shared/data (generated 320x240 clips when it is absent).
 
-    python bench/extract.py [--videos DIR] [--frames 80] [--limit 5] [--device auto]
+    python bench/extract.py [--videos DIR] [--frames 80] [--limit 5] [--device auto] [--rounds 3]
 """
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import tempfile
 import time
@@ -60,6 +62,27 @@ def naive(videos: list[Path], frames: int, encoder, device: torch.device) -> int
     return done
 
 
+VARIANTS = {  # name -> ExtractConfig fields: the levers this benchmark compares, interleaved in one process
+    "eager": dict(compile=False),
+    "compiled": dict(compile=True),
+    "compiled-no-worker": dict(compile=True, workers=0),  # decoding on the main thread, between passes
+}
+
+
+def timed_round(extractor: FeatureExtractor, videos: list[Path], per_frame: float) -> tuple[float, float]:
+    """(frames/s, fraction of the peak) of one pass over the videos, against the mean of a matmul probe
+    taken just before and just after it: this VM's speed drifts by 30% within minutes, so a fraction is
+    only fair against the peak of the same minute."""
+    before = matmul_peak(extractor.precision, extractor.device, seconds=1.0)
+    extractor.frames_done = 0
+    start = time.perf_counter()
+    results = list(extractor.features(videos))
+    fps = extractor.frames_done / (time.perf_counter() - start)
+    assert all(error is None for _, _, error in results), [e for _, _, e in results if e]
+    peak = (before + matmul_peak(extractor.precision, extractor.device, seconds=1.0)) / 2
+    return fps, per_frame * fps / peak
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--videos", type=Path, help="folder of videos (default: 320x240 MSVD clips)")
@@ -67,42 +90,53 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--limit", type=int, default=5, help="number of videos")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", default="auto")
     parser.add_argument("--frame-batch", type=int, default=None)
     parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of every variant")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of: {', '.join(VARIANTS)}")
     parser.add_argument("--skip-baseline", action="store_true")
     args = parser.parse_args()
     if args.videos:
         videos = sorted(p for p in args.videos.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS)[: args.limit]
     else:
         videos = default_videos(args.limit)
-    config = ExtractConfig(frames=args.frames, size=args.size, weights="none", device=args.device,
-                           frame_batch=args.frame_batch, workers=args.workers)
-    extractor = FeatureExtractor(config)
-    print(f"{len(videos)} videos, {args.frames} frames each, device {extractor.device}, "
-          f"precision {extractor.precision}, batch {extractor.frame_batch}, workers {extractor.workers}, "
-          f"torch threads {torch.get_num_threads()}")
-    list(extractor.features(videos[:1]))  # warm-up: worker start, allocator, oneDNN kernels
-    extractor.frames_done = 0
-    start = time.perf_counter()
-    results = list(extractor.features(videos))
-    vcap_fps = extractor.frames_done / (time.perf_counter() - start)
-    assert all(error is None for _, _, error in results), [e for _, _, e in results if e]
-    print(f"vcap extract : {vcap_fps:8.1f} frames/s  ({len(videos) / (time.perf_counter() - start):.2f} videos/s)")
-    frame = torch.zeros(1, args.size, args.size, 3, dtype=torch.uint8, device=extractor.device)
+    base = dict(frames=args.frames, size=args.size, weights="none", device=args.device, precision=args.precision,
+                frame_batch=args.frame_batch, workers=args.workers)
+    encoder = load_backbone("vgg16", "none")
+    extractors = {name: FeatureExtractor(ExtractConfig(**{**base, **VARIANTS[name]}), encoder=encoder)
+                  for name in args.variants.split(",")}
+    first = next(iter(extractors.values()))
+    print(f"{len(videos)} videos, {args.frames} frames each, device {first.device}, precision {first.precision}, "
+          f"batch {first.frame_batch}, torch threads {torch.get_num_threads()}")
+    frame = torch.zeros(1, args.size, args.size, 3, dtype=torch.uint8, device=first.device)
     with torch.inference_mode():
-        per_frame = flops(lambda: extractor.encoder(frame))
-    peak = matmul_peak(extractor.precision, extractor.device)
-    print(f"of the peak  : {per_frame:.1f} GFLOP a frame x {vcap_fps:.1f} frames/s = {per_frame * vcap_fps:.0f} "
-          f"GFLOP/s against a {peak:.0f} GFLOP/s {extractor.precision} matmul here: {per_frame * vcap_fps / peak:.0%}")
+        per_frame = flops(lambda: first.encoder(frame))
+    for name, extractor in extractors.items():  # warm-up: worker start, oneDNN kernels, the compile
+        start = time.perf_counter()
+        list(extractor.features(videos[:1]))
+        print(f"{name:28s} first video (start-up, compile): {time.perf_counter() - start:5.1f} s")
+    figures: dict[str, list[tuple[float, float]]] = {name: [] for name in extractors}
+    for _ in range(args.rounds):
+        for name, extractor in extractors.items():
+            figures[name].append(timed_round(extractor, videos, per_frame))
+    reference = next(iter(figures))
+    print(f"{per_frame:.1f} GFLOP a frame; each round's fraction is against a {first.precision} 4096^2 matmul "
+          f"timed just before and after it; medians of {args.rounds} rounds")
+    for name, rounds in figures.items():
+        ratios = [fps / ref for (fps, _), (ref, _) in zip(rounds, figures[reference])]
+        print(f"{name:28s} {statistics.median(f for f, _ in rounds):6.1f} frames/s  "
+              f"{statistics.median(p for _, p in rounds):4.0%} of peak  "
+              f"{statistics.median(ratios):5.2f}x {reference} (paired, {min(ratios):.2f}-{max(ratios):.2f})")
     if args.skip_baseline:
         return
-    baseline = load_backbone("vgg16", "none").to(extractor.device).eval()
-    naive(videos[:1], 4, baseline, extractor.device)  # warm-up
+    vcap_fps = statistics.median(f for f, _ in figures[reference])
+    baseline = load_backbone("vgg16", "none").to(first.device).eval()
+    naive(videos[:1], 4, baseline, first.device)  # warm-up
     start = time.perf_counter()
-    frames = naive(videos, args.frames, baseline, extractor.device)
+    frames = naive(videos, args.frames, baseline, first.device)
     naive_fps = frames / (time.perf_counter() - start)
-    print(f"naive        : {naive_fps:8.1f} frames/s")
-    print(f"speed-up     : {vcap_fps / naive_fps:8.2f}x")
+    print(f"naive (per-frame seek, fp32 one by one): {naive_fps:6.1f} frames/s; {reference} is {vcap_fps / naive_fps:.2f}x")
 
 
 if __name__ == "__main__":

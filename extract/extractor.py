@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from vcap.extract.backbone import FrameEncoder, load_backbone, weights_id
-from vcap.extract.config import BACKBONES, ExtractConfig
+from vcap.extract.config import BACKBONES, COMPILE_MIN_FRAMES, ExtractConfig
 from vcap.extract.manifest import check_settings, claim_folder, record_results
 from vcap.extract.sampler import VIDEO_EXTENSIONS, read_frames
 from vcap.device import join_torchrun, resolve_device, resolve_precision
@@ -111,6 +111,31 @@ class FeatureExtractor:
         spare = max(1, (os.cpu_count() or 2) - 1)
         self.workers = config.workers if config.workers is not None else min(spare, 8)
         self.frames_done = 0
+        self._compiled = None  # made on the first full pass of a job that compiles; kept for later jobs
+        self._compile_failed = False
+
+    def compiles(self, frames_ahead: int) -> bool:
+        """Whether a job of `frames_ahead` frames runs its full passes through the compiled network."""
+        if self._compile_failed:
+            return False
+        if self.config.compile is not None:
+            return self.config.compile
+        return self._compiled is not None or (self.device.type == "cpu" and frames_ahead >= COMPILE_MIN_FRAMES)
+
+    def _network(self, batch: torch.Tensor, compiled: bool) -> torch.Tensor:
+        """The backbone on one pass. Full passes of a compiling job go through one compiled graph of a fixed
+        shape (freezing: weights prepacked for oneDNN, ReLUs and pooling fused in); a shorter last pass runs
+        uncompiled rather than compiling a second graph."""
+        if compiled and len(batch) == self.frame_batch and not self._compile_failed:
+            if self._compiled is None:
+                self._compiled = torch.compile(self.encoder, dynamic=False, options={"freezing": True})
+            try:
+                return self._compiled(batch)
+            except Exception as exc:  # no C++ compiler, an unsupported op: the uncompiled network still works
+                print(f"vcap: warning: torch.compile failed ({type(exc).__name__}: {library_text(exc, 120)}); "
+                      f"running the backbone uncompiled", file=sys.stderr)
+                self._compile_failed = True
+        return self.encoder(batch)
 
     def settings(self) -> dict:
         """What makes two feature caches comparable; recorded in the manifest and in checkpoints."""
@@ -118,11 +143,11 @@ class FeatureExtractor:
 
     def encode(self, frames: np.ndarray) -> np.ndarray:
         """(N, S, S, 3) uint8 frames already decoded -> (N, D) float32, in passes of frame_batch."""
-        parts = []
+        parts, compiled = [], self.compiles(len(frames))
         with torch.inference_mode():
             for start in range(0, len(frames), self.frame_batch):
                 batch = torch.from_numpy(frames[start : start + self.frame_batch]).to(self.device)
-                parts.append(self.encoder(batch).cpu())
+                parts.append(self._network(batch, compiled).cpu())
         self.frames_done += len(frames)
         return torch.cat(parts).numpy()
 
@@ -140,7 +165,7 @@ class FeatureExtractor:
         )
         queue: deque[tuple[int, torch.Tensor]] = deque()  # (video index, its frames not yet encoded)
         done: dict[int, list[torch.Tensor]] = {}
-        queued = 0
+        queued, compiled = 0, self.compiles(len(paths) * self.config.frames)
         for i, frames, error in loader:
             if error is not None:
                 yield paths[i], None, error
@@ -149,13 +174,13 @@ class FeatureExtractor:
             done[i] = []
             queued += len(frames)
             while queued >= self.frame_batch:
-                queued -= self._encode_batch(queue, done, self.frame_batch)
+                queued -= self._encode_batch(queue, done, self.frame_batch, compiled)
                 yield from self._finished(paths, queue, done)
         while queued:
-            queued -= self._encode_batch(queue, done, queued)
+            queued -= self._encode_batch(queue, done, queued, compiled)
             yield from self._finished(paths, queue, done)
 
-    def _encode_batch(self, queue: deque, done: dict, size: int) -> int:
+    def _encode_batch(self, queue: deque, done: dict, size: int, compiled: bool) -> int:
         """Encode the first `size` queued frames, spread over as many videos as they take."""
         parts, owners, taken = [], [], 0
         for i, frames in queue:
@@ -170,7 +195,7 @@ class FeatureExtractor:
         # joining first would make a pageable copy whose transfer blocks.
         batch = torch.cat([part.to(self.device, non_blocking=True) for part in parts])
         with torch.inference_mode():
-            out = self.encoder(batch).cpu()  # (size, D) float32
+            out = self._network(batch, compiled).cpu()  # (size, D) float32
         for (i, n), feats in zip(owners, out.split([n for _, n in owners])):
             done[i].append(feats)
         self.frames_done += size
@@ -246,6 +271,7 @@ def _extract_share(source: str | os.PathLike, out: str | os.PathLike, config: Ex
     extractor = FeatureExtractor(config)  # loads the weights: fails here, before anything is written
     claim_folder(out, settings, {"device": str(extractor.device), "precision": extractor.precision,
                                  "frame_batch": extractor.frame_batch,
+                                 "compiled": extractor.compiles(len(todo) * config.frames),
                                  "workers": extractor.workers, "share": f"{share[0]}/{share[1]}"})
     succeeded: list[str] = []
     start = time.perf_counter()

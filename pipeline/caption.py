@@ -48,7 +48,8 @@ def extract_config_for(info: dict, config: CaptionConfig, model_path: str) -> Ex
                         f"{settings['feature_dim']}")
     return ExtractConfig(frames=settings["frames"], size=settings["size"], backbone=settings["backbone"],
                          weights=weights, device=config.device, precision=config.precision,
-                         frame_batch=config.frame_batch, workers=config.workers, decoder=config.decoder)
+                         frame_batch=config.frame_batch, workers=config.workers, decoder=config.decoder,
+                         compile=config.compile)
 
 
 def expand_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:

@@ -24,6 +24,7 @@ class CaptionConfig:
     frame_batch: int | None = ExtractConfig.frame_batch
     workers: int | None = ExtractConfig.workers
     decoder: str = ExtractConfig.decoder
+    compile: bool | None = ExtractConfig.compile
     videos_per_batch: int = EvalConfig.videos_per_batch
     explain: str | None = None  # a folder for one PNG per video: the frames seen and the attention per word
     every: float | None = None  # seconds: caption consecutive windows of this length instead of whole videos

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from vcap.cli import main
 from vcap.extract import backbone as backbone_module
 from vcap.extract.backbone import load_backbone
+from vcap.extract.config import COMPILE_MIN_FRAMES
 from vcap.extract.extractor import ExtractConfig, FeatureExtractor, extract_folder, find_videos
 from vcap.errors import VcapError
 
@@ -108,6 +109,40 @@ def test_bf16_features_stay_close_to_fp32(make_video, random_vgg):
     assert cosine.min() > 0.99
 
 
+@pytest.mark.slow
+def test_compiled_backbone_gives_the_eager_features_with_a_short_last_pass(make_video, random_vgg):
+    videos = [make_video(f"v{i}.mp4", frames=10 + i, seed=i) for i in range(3)]  # 12 frames: passes of 5, 5, 2
+    config = dict(SMALL, precision="fp32", frame_batch=5)
+    eager = FeatureExtractor(ExtractConfig(**config, compile=False), encoder=random_vgg)
+    compiled = FeatureExtractor(ExtractConfig(**config, compile=True), encoder=random_vgg)
+    expected = {p: f for p, f, _ in eager.features(videos)}
+    for path, feats, error in compiled.features(videos):
+        assert error is None
+        np.testing.assert_allclose(feats, expected[path], rtol=1e-4, atol=1e-5)
+    assert compiled._compiled is not None and not compiled._compile_failed
+
+
+def test_a_failing_compile_warns_once_and_runs_uncompiled(make_video, random_vgg, monkeypatch, capsys):
+    def broken(*args, **kwargs):
+        def run(batch):
+            raise RuntimeError("no C++ compiler found")
+        return run
+    monkeypatch.setattr(torch, "compile", broken)
+    videos = [make_video(f"v{i}.mp4", frames=10, seed=i) for i in range(2)]
+    config = dict(SMALL, precision="fp32", frame_batch=4)
+    expected = [f for _, f, _ in FeatureExtractor(ExtractConfig(**config, compile=False), encoder=random_vgg).features(videos)]
+    got = [f for _, f, _ in FeatureExtractor(ExtractConfig(**config, compile=True), encoder=random_vgg).features(videos)]
+    np.testing.assert_array_equal(np.stack(got), np.stack(expected))
+    assert capsys.readouterr().err.count("torch.compile failed (RuntimeError: no C++ compiler found)") == 1
+
+
+def test_compile_by_default_only_for_cpu_jobs_big_enough_to_pay(random_vgg):
+    auto = FeatureExtractor(ExtractConfig(**SMALL), encoder=random_vgg)
+    assert not auto.compiles(COMPILE_MIN_FRAMES - 1) and auto.compiles(COMPILE_MIN_FRAMES)
+    assert not FeatureExtractor(ExtractConfig(**SMALL, compile=False), encoder=random_vgg).compiles(10**6)
+    assert FeatureExtractor(ExtractConfig(**SMALL, compile=True), encoder=random_vgg).compiles(1)
+
+
 def test_extract_folder_writes_one_npy_per_video_and_a_manifest(tmp_path, make_video):
     make_video("a_1_5.avi", fourcc="XVID")
     make_video("sub/b_2_9.mp4", seed=1)
@@ -120,6 +155,7 @@ def test_extract_folder_writes_one_npy_per_video_and_a_manifest(tmp_path, make_v
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["features"]["frames"] == 4 and manifest["features"]["weights"] == "none"
     assert manifest["features"]["backbone"] == "vgg16" and "torch" in manifest["versions"]
+    assert manifest["run"]["compiled"] is False  # 8 frames: too few for a compile to pay
     assert not list(out.glob(".*tmp*"))  # no temp files left
 
 
