@@ -67,6 +67,8 @@ def run(items, vocab, device: torch.device, precision: str, model_name: str, bat
     torch.manual_seed(seed)
     model = build_model(model_name, feature_dim=4096, vocab_size=len(vocab), hidden=512, embed_dim=300,
                         dropout=0.35, frame_stride=1).to(device)
+    if plain:  # the textbook model: torch's own dropout (vcap's draws its CPU masks faster)
+        model.drop = torch.nn.Dropout(model.drop.p)
     if compiled:
         model.advance = torch.compile(model.advance)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)

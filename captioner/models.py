@@ -16,6 +16,17 @@ from .vocab import PAD
 State = tuple[torch.Tensor, ...]
 
 
+class Dropout(nn.Dropout):
+    """nn.Dropout, with the mask drawn by torch.rand on the CPU, where dropout's bernoulli_ took twice as long
+    (forward and backward of a (64, 80, 512) bf16 tensor: 39 vs 19 ms on 2 cores). The same distribution."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0 or x.device.type != "cpu":
+            return super().forward(x)
+        keep = torch.rand(x.shape) >= self.p
+        return x * keep.to(x.dtype) * (1 / (1 - self.p))
+
+
 class Captioner(nn.Module):
     name = ""
 
@@ -27,7 +38,7 @@ class Captioner(nn.Module):
                        "embed_dim": embed_dim, "dropout": dropout, "frame_stride": frame_stride}
         self.frame_stride = frame_stride
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=PAD)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
 
     def frames(self, feats: torch.Tensor) -> torch.Tensor:
         """(B, T, D) -> (B, ceil(T / frame_stride), D): every k-th frame, the same in training and decoding.
@@ -101,12 +112,13 @@ class AttentionCaptioner(Captioner):
 
     def encode(self, feats: torch.Tensor) -> State:
         enc, (h, c) = self.encoder(self.drop(self.proj(self.frames(feats))))  # enc (B, T, H); h, c (1, B, H)
-        return enc, self.att_keys(enc), h[0].float(), c[0].float()
+        return enc, self.att_keys(enc).float(), h[0].float(), c[0].float()
 
     def attend(self, state: State) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> (context (B, H), attention weights over the encoded frames (B, T)) for the next word."""
+        """-> (context (B, H), attention weights over the encoded frames (B, T)) for the next word.
+        The (B, T, H) sum and tanh run in fp32: the CPU's bf16 tanh took 4.7x as long as its fp32 one."""
         enc, keys, h, _ = state
-        scores = self.att_v(torch.tanh(keys + self.att_query(h).unsqueeze(1))).squeeze(-1)  # (B, T)
+        scores = self.att_v(torch.tanh(keys + self.att_query(h).float().unsqueeze(1))).squeeze(-1)  # (B, T)
         weights = scores.float().softmax(-1).to(enc.dtype)
         return torch.bmm(weights.unsqueeze(1), enc).squeeze(1), weights
 

@@ -1,5 +1,6 @@
 """`vcap train` and `vcap evaluate` through the real CLI; the optional real-MSVD check."""
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -66,11 +67,14 @@ def test_evaluate_rejects_a_non_checkpoint(tmp_path):
 
 
 @pytest.mark.skipif(not (MSVD / "feat").is_dir(), reason="shared MSVD data not present")
-def test_real_msvd_features_train_one_epoch(tmp_path):
+def test_real_msvd_features_train_three_epochs(tmp_path):
     from vcap.captioner.train import TrainConfig, train
 
     summary = train(TrainConfig(str(MSVD / "feat"), str(MSVD / "dev_label.json"), str(tmp_path), hidden=32,
-                                embed_dim=16, epochs=1, batch_size=64, max_words=8, progress=False))
+                                embed_dim=16, epochs=3, patience=0, batch_size=64, max_words=8, progress=False))
     assert summary["train_videos"] + len(summary["val_videos"]) == 80 and summary["vocab_size"] > 50
-    assert summary["history"][0]["val_loss"] < summary["history"][0]["train_loss"] * 3  # finite, not diverged
-    assert summary["best_val_bleu1"] > 0.1  # real captions share common words even after one epoch
+    # Well below a uniform guess over the vocabulary (about 5.8 here): it learnt from real captions.
+    assert summary["history"][-1]["val_loss"] < math.log(summary["vocab_size"]) - 1.5
+    # Real captions share common words. After one epoch greedy BLEU@1 was 0.02-0.65 over seeds 0-5 (often
+    # one repeated word); after three, 0.29-0.70.
+    assert summary["best_val_bleu1"] > 0.1

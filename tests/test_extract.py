@@ -218,3 +218,14 @@ def test_cli_errors_are_one_line(tmp_path):
     result = CliRunner().invoke(main, ["extract", str(tmp_path / "empty"), str(tmp_path / "out")])
     assert result.exit_code == 2
     assert result.output.strip().count("\n") == 0 and "no videos found" in result.output
+
+
+def test_no_compile_on_the_command_line_overrides_the_default(tmp_path, make_video, monkeypatch):
+    from vcap.extract import extractor as extractor_module
+
+    monkeypatch.setattr(extractor_module, "COMPILE_MIN_FRAMES", 1)  # any job would compile by default
+    make_video("a.mp4")
+    args = ["extract", str(tmp_path / "videos"), str(tmp_path / "out"), "--frames", "4", "--size", "64",
+            "--weights", "none", "--workers", "0", "--no-compile"]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    assert json.loads((tmp_path / "out" / "manifest.json").read_text())["run"]["compiled"] is False
