@@ -115,12 +115,14 @@ class FeatureExtractor:
         self._compile_failed = False
 
     def compiles(self, frames_ahead: int) -> bool:
-        """Whether a job of `frames_ahead` frames runs its full passes through the compiled network."""
+        """Whether a job of `frames_ahead` frames runs its full passes through the compiled network. Unset,
+        on the CPU: once this extractor's frames, done and ahead, reach COMPILE_MIN_FRAMES, so that many
+        small jobs of one extractor (a long `--every` video in passes, a server's requests) compile too."""
         if self._compile_failed:
             return False
         if self.config.compile is not None:
             return self.config.compile
-        return self._compiled is not None or (self.device.type == "cpu" and frames_ahead >= COMPILE_MIN_FRAMES)
+        return self.device.type == "cpu" and self.frames_done + frames_ahead >= COMPILE_MIN_FRAMES
 
     def _network(self, batch: torch.Tensor, compiled: bool) -> torch.Tensor:
         """The backbone on one pass. Full passes of a compiling job go through one compiled graph of a fixed

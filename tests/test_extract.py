@@ -139,6 +139,8 @@ def test_a_failing_compile_warns_once_and_runs_uncompiled(make_video, random_vgg
 def test_compile_by_default_only_for_cpu_jobs_big_enough_to_pay(random_vgg):
     auto = FeatureExtractor(ExtractConfig(**SMALL), encoder=random_vgg)
     assert not auto.compiles(COMPILE_MIN_FRAMES - 1) and auto.compiles(COMPILE_MIN_FRAMES)
+    auto.frames_done = COMPILE_MIN_FRAMES - 10  # many small jobs of one extractor add up
+    assert not auto.compiles(9) and auto.compiles(10)
     assert not FeatureExtractor(ExtractConfig(**SMALL, compile=False), encoder=random_vgg).compiles(10**6)
     assert FeatureExtractor(ExtractConfig(**SMALL, compile=True), encoder=random_vgg).compiles(1)
 
