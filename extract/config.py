@@ -7,8 +7,9 @@ from vcap.config import PRECISIONS, check, check_choice, check_int
 from vcap.errors import VcapError
 
 DECODERS = ("auto", "pyav", "decord", "opencv")  # auto: PyAV, falling back per video to decord, then OpenCV
-# --compile unset: compile the backbone on the CPU for jobs of at least this many frames. Compiling VGG16
-# takes 6-17 s on 2 cores and then runs it ~1.2x faster (bench/extract.py), so it pays after ~1,000 frames.
+# --compile unset: compile the backbone on the CPU once an extractor's frames, done and ahead, reach this.
+# Compiling VGG16 takes 6-17 s on 2 cores, then runs it 1.1-1.5x faster (bench/extract.py): it pays after
+# about 1,000 frames.
 COMPILE_MIN_FRAMES = 2000
 
 
@@ -51,7 +52,7 @@ class ExtractConfig:
     frame_batch: int | None = None  # frames per forward pass; None: 256 on a GPU, 32 on the CPU
     workers: int | None = None  # decoding processes; None: one per spare core, up to 8
     decoder: str = "auto"
-    compile: bool | None = None  # torch.compile the backbone; None: on the CPU for jobs of COMPILE_MIN_FRAMES+
+    compile: bool | None = None  # torch.compile the backbone; None: on the CPU from COMPILE_MIN_FRAMES frames
     overwrite: bool = False
     shard: tuple[int, int] = (0, 1)  # (I, N): this job takes share I of N (0 <= I < N)
 
