@@ -73,3 +73,14 @@ def autocast(device: "torch.device", precision: str):
 
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+
+
+def compile_quietly(fn, **options):
+    """torch.compile, without the line the C++ toolchain logs on every compile where a CUDA build of torch
+    runs without a GPU ("No CUDA runtime is found, using CUDA_HOME=..."): noise in vcap's one-line output."""
+    import logging
+
+    import torch
+
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    return torch.compile(fn, **options)

@@ -16,7 +16,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from vcap.device import autocast, join_torchrun, resolve_device, resolve_precision
+from vcap.device import autocast, compile_quietly, join_torchrun, resolve_device, resolve_precision
 
 from vcap.errors import VcapError
 
@@ -256,7 +256,7 @@ def train(config: TrainConfig) -> dict:
         model.to(device)
 
     if config.compile:  # fuses each decoder step's small ops; the first batch waits for the compiler
-        model.advance = torch.compile(model.advance)
+        model.advance = compile_quietly(model.advance)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     if ckpt is not None:

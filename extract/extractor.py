@@ -22,7 +22,7 @@ from vcap.extract.backbone import FrameEncoder, load_backbone, weights_id
 from vcap.extract.config import BACKBONES, COMPILE_MIN_FRAMES, ExtractConfig
 from vcap.extract.manifest import check_settings, claim_folder, record_results
 from vcap.extract.sampler import VIDEO_EXTENSIONS, read_frames
-from vcap.device import join_torchrun, resolve_device, resolve_precision
+from vcap.device import compile_quietly, join_torchrun, resolve_device, resolve_precision
 from vcap.errors import VcapError, library_text
 from vcap.files import atomic_write, ensure_folder
 
@@ -130,7 +130,7 @@ class FeatureExtractor:
         uncompiled rather than compiling a second graph."""
         if compiled and len(batch) == self.frame_batch and not self._compile_failed:
             if self._compiled is None:
-                self._compiled = torch.compile(self.encoder, dynamic=False, options={"freezing": True})
+                self._compiled = compile_quietly(self.encoder, dynamic=False, options={"freezing": True})
             try:
                 return self._compiled(batch)
             except Exception as exc:  # no C++ compiler, an unsupported op: the uncompiled network still works
