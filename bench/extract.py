@@ -71,27 +71,16 @@ VARIANTS = {  # name -> ExtractConfig fields: the levers this benchmark compares
 }
 
 
-PREDECODED: dict = {}  # "extractor": the one timed on frames decoded beforehand
-
-
-def decoded(videos: list[Path], config: ExtractConfig):
-    """Every video's sampled frames, decoded once and kept: (videos x frames, S, S, 3) uint8."""
-    if "frames" not in PREDECODED:
-        PREDECODED["frames"] = np.concatenate([read_frames(v, config.frames, config.size, config.decoder)
-                                               for v in videos])
-    return PREDECODED["frames"]
-
-
-def timed_round(extractor: FeatureExtractor, videos: list[Path], per_frame: float) -> tuple[float, float]:
-    """(frames/s, fraction of the peak) of one pass over the videos, against the mean of a matmul probe
-    taken just before and just after it: this VM's speed drifts by 30% within minutes, so a fraction is
-    only fair against the peak of the same minute."""
-    predecoded = decoded(videos, extractor.config) if extractor is PREDECODED.get("extractor") else None
+def timed_round(extractor: FeatureExtractor, videos: list[Path], per_frame: float,
+                frames: np.ndarray | None = None) -> tuple[float, float]:
+    """(frames/s, fraction of the peak) of one pass over the videos (or of encoding `frames`, decoded
+    beforehand), against the mean of a matmul probe taken just before and just after it: this VM's speed
+    drifts by 30% within minutes, so a fraction is only fair against the peak of the same minute."""
     before = matmul_peak(extractor.precision, extractor.device, seconds=1.0)
     extractor.frames_done = 0
     start = time.perf_counter()
-    if predecoded is not None:
-        extractor.encode(predecoded)
+    if frames is not None:
+        extractor.encode(frames)
     else:
         results = list(extractor.features(videos))
         assert all(error is None for _, _, error in results), [e for _, _, e in results if e]
@@ -123,8 +112,9 @@ def main() -> None:
     encoder = load_backbone("vgg16", "none")
     extractors = {name: FeatureExtractor(ExtractConfig(**{**base, **VARIANTS[name]}), encoder=encoder)
                   for name in args.variants.split(",")}
-    PREDECODED["extractor"] = extractors.get("compiled-predecoded")
     first = next(iter(extractors.values()))
+    predecoded = (np.concatenate([read_frames(v, args.frames, args.size, first.config.decoder) for v in videos])
+                  if "compiled-predecoded" in extractors else None)
     print(f"{len(videos)} videos, {args.frames} frames each, device {first.device}, precision {first.precision}, "
           f"batch {first.frame_batch}, torch threads {torch.get_num_threads()}")
     frame = torch.zeros(1, args.size, args.size, 3, dtype=torch.uint8, device=first.device)
@@ -137,7 +127,8 @@ def main() -> None:
     figures: dict[str, list[tuple[float, float]]] = {name: [] for name in extractors}
     for _ in range(args.rounds):
         for name, extractor in extractors.items():
-            figures[name].append(timed_round(extractor, videos, per_frame))
+            frames = predecoded if name == "compiled-predecoded" else None
+            figures[name].append(timed_round(extractor, videos, per_frame, frames))
     reference = next(iter(figures))
     print(f"{per_frame:.1f} GFLOP a frame; each round's fraction is against a {first.precision} 4096^2 matmul "
           f"timed just before and after it; medians of {args.rounds} rounds")
