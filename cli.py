@@ -262,7 +262,7 @@ def caption(videos, model, as_json, **values) -> None:
     Prints `<file>: <caption>` per video (with --every, `<file> 00:00:00-00:00:10 <caption>` per span);
     unreadable videos get one line each on stderr and exit code 1."""
     from vcap.pipeline.caption import caption_timed, caption_videos
-    from vcap.pipeline.subtitles import clock
+    from vcap.pipeline.subtitles import clock, spans_json
 
     values, decode = given_with_decode(values)
     config = CaptionConfig(model=model or "", decode=decode, **values)
@@ -271,7 +271,7 @@ def caption(videos, model, as_json, **values) -> None:
     else:
         _report(caption_timed(videos, config), as_json,
                 lambda path, spans: [f"{path} {clock(a)}-{clock(b)} {text}" for a, b, text in spans],
-                lambda spans: [{"start": round(a, 3), "end": round(b, 3), "caption": text} for a, b, text in spans])
+                spans_json)
 
 
 def _report(results, as_json: bool, lines, data) -> None:

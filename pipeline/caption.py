@@ -68,13 +68,12 @@ class VideoCaptioner:
         self.device = resolve_device(config.device)
         self.model, self.vocab, self.info = load_model(config.model, self.device)
         self.extractor = FeatureExtractor(extract_config_for(self.info, config, config.model))
-        if config.explain:
-            ensure_folder(Path(config.explain))  # fails now, not after the first video
+        self.explain = ensure_folder(Path(config.explain)) if config.explain else None  # fails now, not later
 
     def caption(self, paths: Sequence[Path], explain: Path | None = None) -> Iterator[tuple[Path, str | None, str | None]]:
         """Yield (video, caption, None) or (video, None, error) per video; decoded in workers, captioned in
         batches of `videos_per_batch`. `explain` (default: config.explain) gets one PNG per video."""
-        explain = explain or (Path(self.config.explain) if self.config.explain else None)
+        explain = explain or self.explain
         pending: list[tuple[Path, torch.Tensor]] = []
         for path, feats, error in self.extractor.features(list(paths)):
             if error is not None:
@@ -111,10 +110,11 @@ class VideoCaptioner:
                 chunk = feats[start : start + self.config.videos_per_batch].to(self.device)
                 captions = caption_features(self.model, self.vocab, chunk, self.config.decode, self.info["max_words"])
                 spans.extend((t0, t1, c) for (t0, t1), c in zip(taken[start:], captions))
-                for i, caption in enumerate(captions if self.config.explain else []):
-                    (t0, t1), window = taken[start + i], start + i
-                    explain_window(path, Path(self.config.explain), t0, t1, self.model, self.vocab, feats[window],
-                                   caption, frames[window])
+                if self.explain:
+                    for i, caption in enumerate(captions):
+                        (t0, t1), window = taken[start + i], start + i
+                        explain_window(path, self.explain, t0, t1, self.model, self.vocab, chunk[i], caption,
+                                       frames[window])
         return merge_spans(spans)
 
 

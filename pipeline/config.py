@@ -2,11 +2,11 @@
 `vcap extract` and `vcap train`, with the same names and the defaults those stages write."""
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 from vcap.captioner.config import DecodeConfig, EvalConfig, TrainConfig, train_config
-from vcap.config import check, check_float, check_int, pick
+from vcap.config import check, check_float, check_int, field_names, pick
 from vcap.errors import VcapError
 from vcap.extract.config import ExtractConfig
 
@@ -77,8 +77,8 @@ class RunConfig:
 def run_config(videos: str, labels: str, out: str, **options) -> RunConfig:
     """Share one command's options among the stages by name: --device, --precision and --overwrite go to
     both extraction and training, --max-words to training and decoding."""
-    known = {f.name for cls in (ExtractConfig, TrainConfig, DecodeConfig) for f in fields(cls)} | {"all_videos"}
-    unknown = set(options) - known - {"feats", "labels", "out"}
+    known = field_names(ExtractConfig) | field_names(TrainConfig) | field_names(DecodeConfig) | {"all_videos"}
+    unknown = set(options) - known
     if unknown:
         raise TypeError(f"run_config: unknown options {sorted(unknown)}")
     root = Path(out)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
 from vcap.captioner.vocab import BOS, Vocab
-from vcap.extract.sampler import read_frames
+from vcap.extract.sampler import read_frames, resize_rgb
 from vcap.files import atomic_write
+from vcap.pipeline.subtitles import clock
 
 THUMB = 96  # pixels a side
 
@@ -42,9 +42,7 @@ def explain_video(path: Path, out_dir: Path, model, vocab: Vocab, feats: torch.T
 def explain_window(path: Path, out_dir: Path, start: float, end: float, model, vocab: Vocab, feats: torch.Tensor,
                    caption: str, frames: np.ndarray) -> Path:
     """OUT_DIR/<video file name>.<HHMMSS>.png for the window of `path` from `start` to `end` seconds."""
-    from vcap.pipeline.subtitles import clock
-
-    small = np.stack([cv2.resize(f, (THUMB, THUMB), interpolation=cv2.INTER_AREA) for f in frames])
+    small = resize_rgb(frames, THUMB)
     target = Path(out_dir) / f"{path.name}.{clock(start).replace(':', '')}.png"
     return explain(target, model, vocab, feats, caption, small, f"{path.name} {clock(start)}-{clock(end)}")
 

@@ -34,6 +34,7 @@ from vcap.errors import VcapError, library_text
 from vcap.extract.sampler import VIDEO_EXTENSIONS
 from vcap.pipeline.caption import VideoCaptioner
 from vcap.pipeline.config import MIN_EVERY, ServeConfig
+from vcap.pipeline.subtitles import spans_json
 
 log = logging.getLogger(__name__)
 Result = tuple["str | None", "str | None"]  # (caption, None) or (None, error)
@@ -290,8 +291,7 @@ def create_app(config: ServeConfig, captioner: VideoCaptioner | None = None) -> 
                         encoded = base64.b64encode(picture.read_bytes()).decode()
                         answers[-1]["explain"] = f"data:image/png;base64,{encoded}"
                 else:
-                    windows = [{"start": round(a, 3), "end": round(b, 3), "caption": c} for a, b, c in text]
-                    answers.append({"video": name, "windows": windows})
+                    answers.append({"video": name, "windows": spans_json(text)})
         if all("error" in a for a in answers):
             raise HTTPException(422, "; ".join(a["error"] for a in answers))
         return JSONResponse({"videos": answers})

@@ -18,6 +18,11 @@ def clock(seconds: float, separator: str | None = None) -> str:
     return text if separator is None else f"{text}{separator}{millis:03d}"
 
 
+def spans_json(spans: list[Span]) -> list[dict]:
+    """Timed captions as JSON objects (`vcap caption --every --json`, serve's ?every=)."""
+    return [{"start": round(a, 3), "end": round(b, 3), "caption": text} for a, b, text in spans]
+
+
 def srt(spans: list[Span]) -> str:
     return "".join(f"{i}\n{clock(a, ',')} --> {clock(b, ',')}\n{text}\n\n" for i, (a, b, text) in enumerate(spans, 1))
 
