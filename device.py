@@ -67,12 +67,19 @@ def resolve_precision(precision: str, device: "torch.device") -> str:
     return "fp32"
 
 
+def dtype_of(precision: str) -> "torch.dtype":
+    """The torch type of a resolved precision: fp32, bf16 or fp16."""
+    import torch
+
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
 def autocast(device: "torch.device", precision: str):
     """The autocast context for a resolved precision (a no-op context for fp32)."""
     import torch
 
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+    enabled = precision != "fp32"
+    return torch.autocast(device.type, dtype=dtype_of(precision) if enabled else None, enabled=enabled)
 
 
 def compile_quietly(fn, **options):

@@ -7,13 +7,14 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+from vcap.device import dtype_of
+
 
 
 def matmul_peak(precision: str, device: torch.device, n: int = 4096, seconds: float = 2.0) -> float:
     """GFLOP/s of an n x n matmul in `precision` on `device` (best of repeated timed runs after a warm-up)."""
-    a = torch.randn(n, n, device=device).to(DTYPES[precision])
-    b = torch.randn(n, n, device=device).to(DTYPES[precision])
+    a = torch.randn(n, n, device=device).to(dtype_of(precision))
+    b = torch.randn(n, n, device=device).to(dtype_of(precision))
     a @ b  # warm-up: kernel choice, packing
     best, deadline = 0.0, time.perf_counter() + seconds
     while time.perf_counter() < deadline:

@@ -16,10 +16,9 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from vcap.config import field_names
 from vcap.device import autocast, compile_quietly, join_torchrun, resolve_device, resolve_precision
-
 from vcap.errors import VcapError
-
 from vcap.files import atomic_write, ensure_folder
 
 from . import distributed as ddp
@@ -30,7 +29,7 @@ from .decode import caption_features
 from .embeddings import load_word_vectors
 from .metrics import mlds_bleu1_corpus
 from .models import Captioner, build_model
-from .vocab import PAD, Vocab
+from .vocab import PAD, SPECIALS, Vocab
 
 
 def teacher_schedule(spec: str) -> Callable[[int], float]:
@@ -183,7 +182,7 @@ def _recorded_config(ckpt: dict, path: Path) -> dict:
     if not isinstance(recorded, dict) or "captioner" not in recorded:
         raise VcapError(f"{path}: written by an older vcap (checkpoint format {ckpt.get('version')}), which "
                         f"cannot be resumed; caption and evaluate still read it; train anew with --overwrite")
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    known = field_names(TrainConfig)
     return {k: v for k, v in recorded.items() if k in known}
 
 
@@ -252,7 +251,7 @@ def train(config: TrainConfig) -> dict:
         if config.embeddings:
             with torch.no_grad():
                 found = load_word_vectors(config.embeddings, vocab, model.embed.weight)
-            print(f"vcap: {found} of {len(vocab) - 4} words initialised from {config.embeddings}", file=sys.stderr)
+            print(f"vcap: {found} of {len(vocab) - len(SPECIALS)} words initialised from {config.embeddings}", file=sys.stderr)
         model.to(device)
 
     if config.compile:  # fuses each decoder step's small ops; the first batch waits for the compiler
@@ -317,8 +316,9 @@ def train(config: TrainConfig) -> dict:
         save_checkpoint(last_path, {**base, "optimizer": opt.state_dict(), "scaler": scaler.state_dict(),
                                     "step": step, "history": history, "rng": _rng_state()})
         write_history(out, history)
-        with atomic_write(out / "config.json") as tmp:
-            tmp.write_text(json.dumps(resolved, indent=1) + "\n")
+        if epoch == start_epoch:  # once, beside the run's first checkpoint: it does not change between epochs
+            with atomic_write(out / "config.json") as tmp:
+                tmp.write_text(json.dumps(resolved, indent=1) + "\n")
     ddp.barrier()  # no rank leaves (and no caller reads best.pt) before rank 0 has written it
 
     best_epoch = _best_epoch(history, config.select_on) if history else 0

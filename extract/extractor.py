@@ -22,7 +22,7 @@ from vcap.extract.backbone import FrameEncoder, load_backbone, weights_id
 from vcap.extract.config import BACKBONES, COMPILE_MIN_FRAMES, ExtractConfig
 from vcap.extract.manifest import check_settings, claim_folder, record_results
 from vcap.extract.sampler import VIDEO_EXTENSIONS, read_frames
-from vcap.device import compile_quietly, join_torchrun, resolve_device, resolve_precision
+from vcap.device import compile_quietly, dtype_of, join_torchrun, resolve_device, resolve_precision
 from vcap.errors import VcapError, library_text
 from vcap.files import atomic_write, ensure_folder
 
@@ -103,7 +103,7 @@ class FeatureExtractor:
         self.precision = resolve_precision(config.precision, self.device)
         # The network itself is cast to bf16/fp16 rather than run under autocast, which would cast the
         # 120M fc6/fc7 weights again on every batch (measured ~10% slower on VGG16 here).
-        dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[self.precision]
+        dtype = dtype_of(self.precision)
         encoder = copy.deepcopy(encoder) if encoder is not None else load_backbone(config.backbone, config.weights)
         self.encoder = encoder.to(self.device, dtype, memory_format=torch.channels_last).eval()
         cuda = self.device.type == "cuda"

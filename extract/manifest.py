@@ -53,21 +53,21 @@ def _locked(out: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def check_settings(out: Path, settings: dict) -> None:
-    """Refuse to mix features made with other settings into one folder."""
+def check_settings(out: Path, settings: dict) -> dict | None:
+    """Refuse to mix features made with other settings into one folder; -> the manifest read (None: none yet)."""
     manifest = read_manifest(out)
     # Manifests before 0.2 recorded the precision among the settings; it no longer makes caches differ.
     old = {k: v for k, v in manifest["features"].items() if k != "precision"} if manifest is not None else settings
     if old != settings:
         diff = ", ".join(f"{k} {old.get(k)} -> {v}" for k, v in settings.items() if old.get(k) != v)
         raise VcapError(f"{out}: holds features made with other settings ({diff}); use another output folder")
+    return manifest
 
 
 def claim_folder(out: Path, settings: dict, run: dict) -> None:
     """Record `settings` (checked again under the lock: another process may have been first) and this run."""
     with _locked(out):
-        check_settings(out, settings)
-        manifest = read_manifest(out) or {"features": settings, "failures": {}}
+        manifest = check_settings(out, settings) or {"features": settings, "failures": {}}
         precisions = sorted(set(manifest.get("precisions", [])) | {run["precision"]})
         _write(out, {**manifest, "run": run, "precisions": precisions, "versions": versions()})
 

@@ -45,7 +45,6 @@ except ImportError:  # no wheel for this platform: OpenCV alone
     decord = None
 
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp")
-BACKENDS = DECODERS  # the registry lives in vcap.extract.config, which --help reads without importing cv2
 # Decoding one frame after a seek costs more than one frame decoded in sequence (flush, demuxer seek, the
 # decoder's threads refilling): charged as this many frames when choosing between the two.
 SEEK_COST_FRAMES = 4
@@ -98,8 +97,8 @@ def read_frames(path: str | os.PathLike, n: int, size: int = 224, backend: str =
     """
     path = Path(path)
     plan = plan or (lambda total: sample_indices(total, n))
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}")
+    if backend not in DECODERS:
+        raise ValueError(f"backend must be one of {DECODERS}")
     if not path.is_file():
         raise VcapError(f"{path}: no such file")
     if path.stat().st_size == 0:
