@@ -98,6 +98,8 @@ OPTIONS = {  # name -> click option; a name means the same thing in every comman
     "lr": _option(TrainConfig, "lr", "AdamW learning rate.", type=float),
     "batch_size": _option(TrainConfig, "batch_size", "Training (video, caption) samples a step, across all ranks.",
                           type=int),
+    "captions_per_video": _option(TrainConfig, "captions_per_video", "Captions of one video in a batch, which "
+                                  "encodes the video once for them (1: every sample a random video).", type=int),
     "epochs": _option(TrainConfig, "epochs", "Training epochs (a resumed run counts the ones done).", type=int),
     "min_count": _option(TrainConfig, "min_count", "Rarer training words become <UNK>.", type=int),
     "max_words": _option(TrainConfig, "max_words", "Words in a caption: training captions are cut to it and "
@@ -148,7 +150,7 @@ OPTIONS = {  # name -> click option; a name means the same thing in every comman
 }
 FEATURES = ("frames", "size", "backbone", "weights")
 RUNTIME = ("device", "precision", "frame_batch", "workers", "decoder", "compile")
-TRAINING = ("captioner", "hidden", "embed_dim", "dropout", "lr", "batch_size", "epochs", "min_count", "max_words",
+TRAINING = ("captioner", "hidden", "embed_dim", "dropout", "lr", "batch_size", "captions_per_video", "epochs", "min_count", "max_words",
             "val_labels", "val_fraction", "seed", "patience", "grad_clip", "teacher_forcing", "embeddings",
             "frame_stride", "label_smoothing", "weight_decay", "select_on", "device", "precision", "cache_features",
             "compile", "resume")

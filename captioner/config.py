@@ -54,6 +54,7 @@ class TrainConfig:
     dropout: float = 0.35
     lr: float = 1e-3
     batch_size: int = 64  # (video, caption) samples a step, across all ranks
+    captions_per_video: int = 4  # a batch holds this many captions of each of its videos, each video encoded once
     epochs: int = 15
     min_count: int = 4  # rarer training words become <UNK>
     max_words: int = 20  # training captions are cut to this many words; captions decode up to it
@@ -84,6 +85,7 @@ class TrainConfig:
         check(isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and 0 < self.lr <= 10, "lr", self.lr,
               "must be a finite number > 0 and <= 10")
         check_int(self, "batch_size", 1)
+        check_int(self, "captions_per_video", 1)
         check_int(self, "epochs", 1)
         check_int(self, "min_count", 1)
         check_int(self, "max_words", 1, 1000)

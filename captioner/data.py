@@ -176,11 +176,20 @@ class CaptionDataset(Dataset):
     def __getitem__(self, i: int) -> tuple[int, list[int]]:
         return self.samples[i]
 
-    def collate(self, items: list[tuple[int, list[int]]]) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> feats (B, T, D) float32, captions (B, L) long padded with <PAD>."""
-        feats = self.bank.batch([v for v, _ in items])
+    def by_video(self) -> list[list[int]]:
+        """The sample indices of each video's captions."""
+        groups: dict[int, list[int]] = {}
+        for i, (video, _) in enumerate(self.samples):
+            groups.setdefault(video, []).append(i)
+        return list(groups.values())
+
+    def collate(self, items: list[tuple[int, list[int]]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """-> feats (U, T, D) float32 of the batch's U distinct videos, captions (B, L) long padded with <PAD>,
+        rows (B,) long: the video of each caption, so a video with several captions is read and encoded once."""
+        videos = list(dict.fromkeys(v for v, _ in items))
+        row_of = {v: row for row, v in enumerate(videos)}
         length = max(len(ids) for _, ids in items)
         caps = torch.full((len(items), length), PAD, dtype=torch.long)
         for row, (_, ids) in enumerate(items):
             caps[row, : len(ids)] = torch.tensor(ids)
-        return feats, caps
+        return self.bank.batch(videos), caps, torch.tensor([row_of[v] for v, _ in items])

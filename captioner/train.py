@@ -44,12 +44,27 @@ def teacher_schedule(spec: str) -> Callable[[int], float]:
     return lambda step: k / (k + math.exp(min(step / k, 700.0)))
 
 
-def caption_loss(model: Captioner, feats: torch.Tensor, caps: torch.Tensor, teacher_prob: float,
-                 label_smoothing: float = 0.0) -> torch.Tensor:
-    """Mean cross-entropy over the non-<PAD> target words."""
-    logits = model(feats, caps, teacher_prob)  # (B, L-1, V)
+def caption_loss(model: Captioner, feats: torch.Tensor, caps: torch.Tensor, rows: torch.Tensor | None,
+                 teacher_prob: float, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Mean cross-entropy over the non-<PAD> target words (feats, caps, rows as `CaptionDataset.collate` gives)."""
+    logits = model(feats, caps, teacher_prob, rows)  # (B, L-1, V)
     return nn.functional.cross_entropy(logits.float().flatten(0, 1), caps[:, 1:].flatten(), ignore_index=PAD,
                                        label_smoothing=label_smoothing)
+
+
+def epoch_batches(dataset: CaptionDataset, batch_size: int, per_video: int, seed: int) -> list[list[int]]:
+    """One epoch's batches of sample indices, every sample once: each video's captions in a seeded random
+    order, cut into groups of `per_video`, the groups shuffled and then cut into batches.
+
+    A batch of B samples then holds about B / per_video videos, each encoded once for its captions (the
+    encoder was over half of a step's work); 1 gives batches of independent samples."""
+    generator = torch.Generator().manual_seed(seed)
+    groups = []
+    for samples in dataset.by_video():
+        order = [samples[i] for i in torch.randperm(len(samples), generator=generator).tolist()]
+        groups += [order[i : i + per_video] for i in range(0, len(order), per_video)]
+    flat = [i for g in torch.randperm(len(groups), generator=generator).tolist() for i in groups[g]]
+    return [flat[i : i + batch_size] for i in range(0, len(flat), batch_size)]
 
 
 def train_epoch(model: Captioner, loader: DataLoader, opt: torch.optim.Optimizer, device: torch.device,
@@ -61,10 +76,10 @@ def train_epoch(model: Captioner, loader: DataLoader, opt: torch.optim.Optimizer
     total, n = 0.0, 0
     bar = tqdm(loader, desc=desc, leave=False, file=sys.stderr,
                disable=None if progress and ddp.is_main() else True)  # None: off when stderr is no terminal
-    for feats, caps in bar:
-        feats, caps = feats.to(device, non_blocking=True), caps.to(device, non_blocking=True)
+    for batch in bar:
+        feats, caps, rows = (x.to(device, non_blocking=True) for x in batch)
         with autocast(device, precision):
-            loss = caption_loss(model, feats, caps, schedule(step), label_smoothing)
+            loss = caption_loss(model, feats, caps, rows, schedule(step), label_smoothing)
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         if grad_clip > 0:
@@ -88,9 +103,10 @@ def validate(model: Captioner, vocab: Vocab, videos: list, bank: FeatureBank, da
     total, n = 0.0, 0
     pairs = ddp.my_part(list(range(len(dataset))))
     for start in range(0, len(pairs), batch_size):
-        feats, caps = dataset.collate([dataset[i] for i in pairs[start : start + batch_size]])
+        batch = dataset.collate([dataset[i] for i in pairs[start : start + batch_size]])
+        feats, caps, rows = (x.to(device) for x in batch)
         with autocast(device, precision):
-            loss = caption_loss(model, feats.to(device), caps.to(device), 1.0)
+            loss = caption_loss(model, feats, caps, rows, 1.0)
         total += loss.item() * len(caps)
         n += len(caps)
     preds = {}
@@ -284,10 +300,9 @@ def train(config: TrainConfig) -> dict:
         if config.patience and history and epoch - _best_epoch(history, config.select_on) >= config.patience:
             break
         t0 = time.perf_counter()
-        order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(config.seed * 100003 + epoch))
         # Every rank walks the same global batches and takes its part of each (a batch too small to give
         # every rank a sample is skipped by all), so K ranks follow one process's path.
-        batches = [order[i : i + config.batch_size].tolist() for i in range(0, len(order), config.batch_size)]
+        batches = epoch_batches(dataset, config.batch_size, config.captions_per_video, config.seed * 100003 + epoch)
         batches = [ddp.my_part(b) for b in batches if len(b) >= ddp.world_size()]
         loader = DataLoader(dataset, batch_sampler=batches, collate_fn=dataset.collate,
                             pin_memory=device.type == "cuda")

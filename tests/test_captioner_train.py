@@ -1,5 +1,6 @@
 """Training learns, checkpoints round-trip, resume continues exactly where it stopped."""
 import csv
+import itertools
 from pathlib import Path
 
 import pytest
@@ -118,6 +119,57 @@ def test_training_forward_matches_the_step_by_step_decoder(name):
             expected.append(logits)
             words = caps[:, t + 1] if teacher_prob == 1.0 else logits.argmax(-1)
         torch.testing.assert_close(model(feats, caps, teacher_prob), torch.stack(expected, 1))
+
+
+@pytest.mark.parametrize("name", ["attention", "s2vt"])
+def test_a_video_encoded_once_for_several_captions_trains_as_one_copy_a_caption(name):
+    """rows: the batch's captions share encoded videos; logits and gradients equal those of the videos repeated."""
+    torch.manual_seed(0)
+    model = build_model(name, feature_dim=12, vocab_size=30, hidden=16, embed_dim=8, dropout=0.0, frame_stride=1)
+    feats, caps, rows = torch.randn(3, 5, 12), torch.randint(4, 30, (5, 7)), torch.tensor([2, 0, 2, 1, 2])
+    caps[:, 0] = BOS
+    grads = []
+    for logits in (model(feats, caps, 1.0, rows), model(feats[rows], caps, 1.0)):
+        model.zero_grad()
+        logits.square().sum().backward()
+        grads.append([p.grad.clone() for p in model.parameters()])
+        torch.testing.assert_close(logits, model(feats[rows], caps, 1.0))
+    for shared, repeated in zip(*grads):
+        torch.testing.assert_close(shared, repeated)
+
+
+def test_attention_scores_and_their_hand_written_gradients_match_autograd():
+    from vcap.captioner.models import AdditiveScores
+
+    torch.manual_seed(0)
+    keys, query, v = (torch.randn(*shape, dtype=torch.double, requires_grad=True) for shape in ((3, 5, 4), (3, 4), (4,)))
+    before = keys.detach().clone()
+    assert torch.autograd.gradcheck(AdditiveScores.apply, (keys, query, v))
+    grad = torch.randn(3, 5, dtype=torch.double)
+    ours = torch.autograd.grad(AdditiveScores.apply(keys, query, v), (keys, query, v), grad)
+    plain = torch.autograd.grad(torch.tanh(keys + query.unsqueeze(1)) @ v, (keys, query, v), grad)
+    for a, b in zip(ours, plain):
+        torch.testing.assert_close(a, b)
+    assert torch.equal(keys, before)  # the keys are left alone: the tanh runs in place on a new sum
+
+
+def test_epoch_batches_take_every_sample_once_in_groups_of_one_video(tmp_path):
+    from vcap.captioner.data import CaptionDataset
+    from vcap.captioner.train import epoch_batches
+    from vcap.captioner.vocab import Vocab
+
+    videos = [(f"v{v}", ["a b"] * n, tmp_path / f"v{v}.npy") for v, n in enumerate([9, 4, 1, 6, 8])]
+    dataset = CaptionDataset(videos, Vocab.build(["a b"], 1), FeatureBank([p for _, _, p in videos]), 5)
+    video_of = [v for v, _ in dataset.samples]
+    for per_video in (1, 3, 4):
+        batches = epoch_batches(dataset, 8, per_video, seed=7)
+        flat = [i for b in batches for i in b]
+        assert sorted(flat) == list(range(len(dataset))) and [len(b) for b in batches[:-1]] == [8] * 3
+        assert epoch_batches(dataset, 8, per_video, seed=7) == batches != epoch_batches(dataset, 8, per_video, 8)
+        runs = [(v, len(list(g))) for v, g in itertools.groupby(video_of[i] for i in flat)]
+        # a video's captions come in consecutive groups of per_video, one group holding the rest
+        assert all(r % per_video in (0, len(videos[v][1]) % per_video) for v, r in runs)
+        assert len(runs) < len(flat) if per_video > 1 else len(runs) > len(videos)  # shuffled, not in file order
 
 
 def test_teacher_forcing_schedule():
