@@ -150,10 +150,10 @@ OPTIONS = {  # name -> click option; a name means the same thing in every comman
 }
 FEATURES = ("frames", "size", "backbone", "weights")
 RUNTIME = ("device", "precision", "frame_batch", "workers", "decoder", "compile")
-TRAINING = ("captioner", "hidden", "embed_dim", "dropout", "lr", "batch_size", "captions_per_video", "epochs", "min_count", "max_words",
-            "val_labels", "val_fraction", "seed", "patience", "grad_clip", "teacher_forcing", "embeddings",
-            "frame_stride", "label_smoothing", "weight_decay", "select_on", "device", "precision", "cache_features",
-            "compile", "resume")
+TRAINING = ("captioner", "hidden", "embed_dim", "dropout", "lr", "batch_size", "captions_per_video", "epochs",
+            "min_count", "max_words", "val_labels", "val_fraction", "seed", "patience", "grad_clip", "teacher_forcing",
+            "embeddings", "frame_stride", "label_smoothing", "weight_decay", "select_on", "device", "precision",
+            "cache_features", "compile", "resume")
 DECODING = ("beam", "max_words", "no_repeat_ngram", "length_alpha")
 
 

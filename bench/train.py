@@ -68,7 +68,7 @@ def plain_epoch(model, loader, opt, device: torch.device, schedule) -> None:
 
 
 def run(items, vocab, device: torch.device, precision: str, model_name: str, batch: int, samples: int,
-        plain: bool = False, compiled: bool = False, per_video: int = TrainConfig.captions_per_video,
+        plain: bool = False, compiled: bool = False, captions_per_video: int = TrainConfig.captions_per_video,
         seed: int = 0) -> float:
     """Samples/s over the first `samples` of an epoch: `train_epoch` in `precision`, or `plain_epoch` (fp32,
     batches of independent samples) when `plain`; `compiled` compiles the decoder step as
@@ -85,7 +85,7 @@ def run(items, vocab, device: torch.device, precision: str, model_name: str, bat
     ds = CaptionDataset(items, vocab, FeatureBank([p for _, _, p in items]), max_words=20)
     warm = DataLoader(torch.utils.data.Subset(ds, range(batch)), batch_size=batch, collate_fn=ds.collate)
     train_epoch(model, warm, opt, device, precision, scaler, teacher_schedule("always"), 0, 5.0, progress=False)
-    batches = epoch_batches(ds, batch, 1 if plain else per_video, seed)[: samples // batch]
+    batches = epoch_batches(ds, batch, 1 if plain else captions_per_video, seed)[: max(1, samples // batch)]
     loader = DataLoader(ds, batch_sampler=batches, collate_fn=ds.collate)
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -126,14 +126,15 @@ def main() -> None:
         fast, plain, compiled, fractions = 0.0, 0.0, 0.0, []
         for _ in range(args.repeats):  # interleaved, best of each: this VM's timings are noisy
             before = matmul_peak(precision, device, seconds=1.0)
-            rate = run(items, vocab, device, precision, args.model, args.batch, args.samples, per_video=k)
+            rate = run(items, vocab, device, precision, args.model, args.batch, args.samples,
+                       captions_per_video=k)
             # against the peak of the same minute: this VM's matmul speed drifts by 30% and more
             fractions.append(per_sample * rate / ((before + matmul_peak(precision, device, seconds=1.0)) / 2))
             fast = max(fast, rate)
             plain = max(plain, run(items, vocab, device, "fp32", args.model, args.batch, args.samples, plain=True))
             if args.compile:
                 compiled = max(compiled, run(items, vocab, device, precision, args.model, args.batch,
-                                                 args.samples, compiled=True, per_video=k))
+                                                 args.samples, compiled=True, captions_per_video=k))
     print(f"as written ({precision}):         {fast:8.1f} samples/s  {fast / plain:5.2f}x")
     if args.compile:
         print(f"as written, --compile:      {compiled:8.1f} samples/s  {compiled / plain:5.2f}x")
@@ -143,18 +144,19 @@ def main() -> None:
 
 
 def step_flops(items, vocab, device: torch.device, precision: str, model_name: str, batch: int,
-               per_video: int) -> float:
+               captions_per_video: int) -> float:
     """GFLOP of one training step as written (teacher-forced forward and backward) on one batch."""
     torch.manual_seed(0)
     model = build_model(model_name, feature_dim=4096, vocab_size=len(vocab), hidden=512, embed_dim=300,
                         dropout=0.35, frame_stride=1).to(device)
     ds = CaptionDataset(items, vocab, FeatureBank([p for _, _, p in items]), max_words=20)
-    first = epoch_batches(ds, batch, per_video, 0)[0]
+    first = epoch_batches(ds, batch, captions_per_video, 0)[0]
     feats, caps, rows = (x.to(device) for x in ds.collate([ds[i] for i in first]))
 
     def step():
         with autocast(device, precision):
-            caption_loss(model, feats, caps, rows, 1.0).backward()
+            loss = caption_loss(model, feats, caps, 1.0, rows)
+        loss.backward()
     return flops(step)
 
 

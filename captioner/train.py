@@ -44,25 +44,26 @@ def teacher_schedule(spec: str) -> Callable[[int], float]:
     return lambda step: k / (k + math.exp(min(step / k, 700.0)))
 
 
-def caption_loss(model: Captioner, feats: torch.Tensor, caps: torch.Tensor, rows: torch.Tensor | None,
-                 teacher_prob: float, label_smoothing: float = 0.0) -> torch.Tensor:
+def caption_loss(model: Captioner, feats: torch.Tensor, caps: torch.Tensor, teacher_prob: float,
+                 rows: torch.Tensor | None = None, label_smoothing: float = 0.0) -> torch.Tensor:
     """Mean cross-entropy over the non-<PAD> target words (feats, caps, rows as `CaptionDataset.collate` gives)."""
     logits = model(feats, caps, teacher_prob, rows)  # (B, L-1, V)
     return nn.functional.cross_entropy(logits.float().flatten(0, 1), caps[:, 1:].flatten(), ignore_index=PAD,
                                        label_smoothing=label_smoothing)
 
 
-def epoch_batches(dataset: CaptionDataset, batch_size: int, per_video: int, seed: int) -> list[list[int]]:
+def epoch_batches(dataset: CaptionDataset, batch_size: int, captions_per_video: int,
+                  seed: int) -> list[list[int]]:
     """One epoch's batches of sample indices, every sample once: each video's captions in a seeded random
-    order, cut into groups of `per_video`, the groups shuffled and then cut into batches.
+    order, cut into groups of `captions_per_video`, the groups shuffled and then cut into batches.
 
-    A batch of B samples then holds about B / per_video videos, each encoded once for its captions (the
-    encoder was over half of a step's work); 1 gives batches of independent samples."""
+    A batch of B samples then holds about B / captions_per_video videos, each encoded once for its captions
+    (the encoder was over a third of a step's work); 1 gives batches of independent samples."""
     generator = torch.Generator().manual_seed(seed)
     groups = []
     for samples in dataset.by_video():
         order = [samples[i] for i in torch.randperm(len(samples), generator=generator).tolist()]
-        groups += [order[i : i + per_video] for i in range(0, len(order), per_video)]
+        groups += [order[i : i + captions_per_video] for i in range(0, len(order), captions_per_video)]
     flat = [i for g in torch.randperm(len(groups), generator=generator).tolist() for i in groups[g]]
     return [flat[i : i + batch_size] for i in range(0, len(flat), batch_size)]
 
@@ -79,7 +80,7 @@ def train_epoch(model: Captioner, loader: DataLoader, opt: torch.optim.Optimizer
     for batch in bar:
         feats, caps, rows = (x.to(device, non_blocking=True) for x in batch)
         with autocast(device, precision):
-            loss = caption_loss(model, feats, caps, rows, schedule(step), label_smoothing)
+            loss = caption_loss(model, feats, caps, schedule(step), rows, label_smoothing)
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         if grad_clip > 0:
@@ -106,7 +107,7 @@ def validate(model: Captioner, vocab: Vocab, videos: list, bank: FeatureBank, da
         batch = dataset.collate([dataset[i] for i in pairs[start : start + batch_size]])
         feats, caps, rows = (x.to(device) for x in batch)
         with autocast(device, precision):
-            loss = caption_loss(model, feats, caps, rows, 1.0)
+            loss = caption_loss(model, feats, caps, 1.0, rows)
         total += loss.item() * len(caps)
         n += len(caps)
     preds = {}
@@ -199,7 +200,8 @@ def _recorded_config(ckpt: dict, path: Path) -> dict:
         raise VcapError(f"{path}: written by an older vcap (checkpoint format {ckpt.get('version')}), which "
                         f"cannot be resumed; caption and evaluate still read it; train anew with --overwrite")
     known = field_names(TrainConfig)
-    return {k: v for k, v in recorded.items() if k in known}
+    # a run from before captions_per_video trained on independent samples, and resumes so
+    return {"captions_per_video": 1, **{k: v for k, v in recorded.items() if k in known}}
 
 
 def _check_out(config: TrainConfig, out: Path) -> None:

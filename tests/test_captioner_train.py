@@ -12,7 +12,7 @@ from vcap.captioner.data import FeatureBank, attach_features, load_labels
 from vcap.captioner.decode import caption_features
 from vcap.captioner.metrics import mlds_bleu1_corpus
 from vcap.captioner.models import build_model
-from vcap.captioner.train import TrainConfig, teacher_schedule, train
+from vcap.captioner.train import TrainConfig, resumed_config, teacher_schedule, train
 from vcap.captioner.vocab import BOS
 from captioner_fixtures import TINY, make_synthetic
 from vcap.errors import VcapError
@@ -89,6 +89,11 @@ def test_resume_continues_where_it_stopped(synthetic, tmp_path):
     b = torch.load(tmp_path / "b" / "last.pt", weights_only=True)["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)
 
+    old = torch.load(tmp_path / "b" / "last.pt", weights_only=True)  # a run from before --captions-per-video
+    del old["train_config"]["captions_per_video"]
+    torch.save(old, tmp_path / "b" / "last.pt")
+    assert resumed_config(tmp_path / "b").captions_per_video == 1 != TrainConfig.captions_per_video
+
 
 @pytest.mark.slow
 def test_compiled_training_follows_the_eager_loss_curve(synthetic, tmp_path):
@@ -142,7 +147,8 @@ def test_attention_scores_and_their_hand_written_gradients_match_autograd():
     from vcap.captioner.models import AdditiveScores
 
     torch.manual_seed(0)
-    keys, query, v = (torch.randn(*shape, dtype=torch.double, requires_grad=True) for shape in ((3, 5, 4), (3, 4), (4,)))
+    keys, query, v = (torch.randn(*shape, dtype=torch.double, requires_grad=True)
+                      for shape in ((3, 5, 4), (3, 4), (4,)))
     before = keys.detach().clone()
     assert torch.autograd.gradcheck(AdditiveScores.apply, (keys, query, v))
     grad = torch.randn(3, 5, dtype=torch.double)
@@ -161,15 +167,15 @@ def test_epoch_batches_take_every_sample_once_in_groups_of_one_video(tmp_path):
     videos = [(f"v{v}", ["a b"] * n, tmp_path / f"v{v}.npy") for v, n in enumerate([9, 4, 1, 6, 8])]
     dataset = CaptionDataset(videos, Vocab.build(["a b"], 1), FeatureBank([p for _, _, p in videos]), 5)
     video_of = [v for v, _ in dataset.samples]
-    for per_video in (1, 3, 4):
-        batches = epoch_batches(dataset, 8, per_video, seed=7)
+    for k in (1, 3, 4):  # captions of a video in a batch
+        batches = epoch_batches(dataset, 8, k, seed=7)
         flat = [i for b in batches for i in b]
         assert sorted(flat) == list(range(len(dataset))) and [len(b) for b in batches[:-1]] == [8] * 3
-        assert epoch_batches(dataset, 8, per_video, seed=7) == batches != epoch_batches(dataset, 8, per_video, 8)
+        assert epoch_batches(dataset, 8, k, seed=7) == batches != epoch_batches(dataset, 8, k, seed=8)
         runs = [(v, len(list(g))) for v, g in itertools.groupby(video_of[i] for i in flat)]
-        # a video's captions come in consecutive groups of per_video, one group holding the rest
-        assert all(r % per_video in (0, len(videos[v][1]) % per_video) for v, r in runs)
-        assert len(runs) < len(flat) if per_video > 1 else len(runs) > len(videos)  # shuffled, not in file order
+        # a video's captions come in consecutive groups of k, one group holding the rest
+        assert all(r % k in (0, len(videos[v][1]) % k) for v, r in runs)
+        assert len(runs) < len(flat) if k > 1 else len(runs) > len(videos)  # shuffled, not in file order
 
 
 def test_teacher_forcing_schedule():
