@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 import torch
 
-from peak import flops, matmul_peak  # noqa: E402  (bench/peak.py)
+from peak import flops, peak_around  # noqa: E402  (bench/peak.py)
 from vcap.extract.backbone import load_backbone  # noqa: E402
 from vcap.extract.extractor import ExtractConfig, FeatureExtractor  # noqa: E402
 from vcap.extract.sampler import VIDEO_EXTENSIONS, read_frames, sample_indices  # noqa: E402
@@ -73,19 +73,19 @@ VARIANTS = {  # name -> ExtractConfig fields: the levers this benchmark compares
 
 def timed_round(extractor: FeatureExtractor, videos: list[Path], per_frame: float,
                 frames: np.ndarray | None = None) -> tuple[float, float]:
-    """(frames/s, fraction of the peak) of one pass over the videos (or of encoding `frames`, decoded
-    beforehand), against the mean of a matmul probe taken just before and just after it: this VM's speed
-    drifts by 30% within minutes, so a fraction is only fair against the peak of the same minute."""
-    before = matmul_peak(extractor.precision, extractor.device, seconds=1.0)
-    extractor.frames_done = 0
-    start = time.perf_counter()
-    if frames is not None:
-        extractor.encode(frames)
-    else:
-        results = list(extractor.features(videos))
-        assert all(error is None for _, _, error in results), [e for _, _, e in results if e]
-    fps = extractor.frames_done / (time.perf_counter() - start)
-    peak = (before + matmul_peak(extractor.precision, extractor.device, seconds=1.0)) / 2
+    """(frames/s, fraction of the peak of the same minute) of one pass over the videos (or of encoding
+    `frames`, decoded beforehand)."""
+    def work() -> float:
+        extractor.frames_done = 0
+        start = time.perf_counter()
+        if frames is not None:
+            extractor.encode(frames)
+        else:
+            results = list(extractor.features(videos))
+            assert all(error is None for _, _, error in results), [e for _, _, e in results if e]
+        return extractor.frames_done / (time.perf_counter() - start)
+
+    fps, peak = peak_around(extractor.precision, extractor.device, work)
     return fps, per_frame * fps / peak
 
 

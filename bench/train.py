@@ -24,14 +24,14 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from peak import flops, matmul_peak  # bench/peak.py
+from peak import flops, peak_around  # bench/peak.py
 
 from vcap.captioner.data import CaptionDataset, FeatureBank
 from vcap.captioner.models import build_model
 from vcap.captioner.config import TrainConfig
 from vcap.captioner.train import caption_loss, epoch_batches, teacher_schedule, train_epoch
 from vcap.captioner.vocab import PAD, SPECIALS, Vocab
-from vcap.device import autocast, resolve_precision
+from vcap.device import autocast, compile_quietly, resolve_precision
 
 
 def synthetic(root: Path, videos: int, captions: int, files: int, frames: int, dim: int, vocab_size: int,
@@ -67,22 +67,26 @@ def plain_epoch(model, loader, opt, device: torch.device, schedule) -> None:
         opt.step()
 
 
-def run(items, vocab, device: torch.device, precision: str, model_name: str, batch: int, samples: int,
-        plain: bool = False, compiled: bool = False, captions_per_video: int = TrainConfig.captions_per_video,
-        seed: int = 0) -> float:
+def bench_model(model_name: str, vocab_size: int, device: torch.device):
+    """The captioner both loops train: hidden 512, all 80 frames."""
+    return build_model(model_name, feature_dim=4096, vocab_size=vocab_size, hidden=512, embed_dim=300,
+                       dropout=0.35, frame_stride=1).to(device)
+
+
+def run(ds: CaptionDataset, vocab_size: int, device: torch.device, model_name: str, batch: int, samples: int,
+        precision: str, plain: bool = False, compiled: bool = False,
+        captions_per_video: int = TrainConfig.captions_per_video, seed: int = 0) -> float:
     """Samples/s over the first `samples` of an epoch: `train_epoch` in `precision`, or `plain_epoch` (fp32,
     batches of independent samples) when `plain`; `compiled` compiles the decoder step as
     `vcap train --compile` does (the warm-up batch compiles)."""
     torch.manual_seed(seed)
-    model = build_model(model_name, feature_dim=4096, vocab_size=len(vocab), hidden=512, embed_dim=300,
-                        dropout=0.35, frame_stride=1).to(device)
+    model = bench_model(model_name, vocab_size, device)
     if plain:  # the textbook model: torch's own dropout (vcap's draws its CPU masks faster)
         model.drop = torch.nn.Dropout(model.drop.p)
     if compiled:
-        model.advance = torch.compile(model.advance)
+        model.advance = compile_quietly(model.advance)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-    ds = CaptionDataset(items, vocab, FeatureBank([p for _, _, p in items]), max_words=20)
     warm = DataLoader(torch.utils.data.Subset(ds, range(batch)), batch_size=batch, collate_fn=ds.collate)
     train_epoch(model, warm, opt, device, precision, scaler, teacher_schedule("always"), 0, 5.0, progress=False)
     batches = epoch_batches(ds, batch, 1 if plain else captions_per_video, seed)[: max(1, samples // batch)]
@@ -121,20 +125,18 @@ def main() -> None:
               f"{args.videos} videos x {args.captions} captions (80x4096 features, vocab {len(vocab)}, "
               f"<=20 words), {args.samples} samples timed, batch {args.batch}, "
               f"{args.captions_per_video} caption(s) of a video in a batch as written")
+        ds = CaptionDataset(items, vocab, FeatureBank([p for _, _, p in items]), max_words=20)
         k = args.captions_per_video
-        per_sample = step_flops(items, vocab, device, precision, args.model, args.batch, k) / args.batch
+        per_sample = step_flops(ds, len(vocab), device, precision, args.model, args.batch, k) / args.batch
         fast, plain, compiled, fractions = 0.0, 0.0, 0.0, []
+        common = (ds, len(vocab), device, args.model, args.batch, args.samples)
         for _ in range(args.repeats):  # interleaved, best of each: this VM's timings are noisy
-            before = matmul_peak(precision, device, seconds=1.0)
-            rate = run(items, vocab, device, precision, args.model, args.batch, args.samples,
-                       captions_per_video=k)
-            # against the peak of the same minute: this VM's matmul speed drifts by 30% and more
-            fractions.append(per_sample * rate / ((before + matmul_peak(precision, device, seconds=1.0)) / 2))
+            rate, peak = peak_around(precision, device, lambda: run(*common, precision, captions_per_video=k))
+            fractions.append(per_sample * rate / peak)
             fast = max(fast, rate)
-            plain = max(plain, run(items, vocab, device, "fp32", args.model, args.batch, args.samples, plain=True))
+            plain = max(plain, run(*common, "fp32", plain=True))
             if args.compile:
-                compiled = max(compiled, run(items, vocab, device, precision, args.model, args.batch,
-                                                 args.samples, compiled=True, captions_per_video=k))
+                compiled = max(compiled, run(*common, precision, compiled=True, captions_per_video=k))
     print(f"as written ({precision}):         {fast:8.1f} samples/s  {fast / plain:5.2f}x")
     if args.compile:
         print(f"as written, --compile:      {compiled:8.1f} samples/s  {compiled / plain:5.2f}x")
@@ -143,13 +145,11 @@ def main() -> None:
           f"{precision} 4096^2 matmul timed just before and after it: {', '.join(f'{f:.0%}' for f in fractions)}")
 
 
-def step_flops(items, vocab, device: torch.device, precision: str, model_name: str, batch: int,
-               captions_per_video: int) -> float:
+def step_flops(ds: CaptionDataset, vocab_size: int, device: torch.device, precision: str, model_name: str,
+               batch: int, captions_per_video: int) -> float:
     """GFLOP of one training step as written (teacher-forced forward and backward) on one batch."""
     torch.manual_seed(0)
-    model = build_model(model_name, feature_dim=4096, vocab_size=len(vocab), hidden=512, embed_dim=300,
-                        dropout=0.35, frame_stride=1).to(device)
-    ds = CaptionDataset(items, vocab, FeatureBank([p for _, _, p in items]), max_words=20)
+    model = bench_model(model_name, vocab_size, device)
     first = epoch_batches(ds, batch, captions_per_video, 0)[0]
     feats, caps, rows = (x.to(device) for x in ds.collate([ds[i] for i in first]))
 
