@@ -91,7 +91,8 @@ def inconsistency(ckpt: dict) -> str | None:
     if isinstance(config["dropout"], bool) or not isinstance(config["dropout"], (int, float)) \
             or not 0 <= config["dropout"] < 1:
         return f"model_config dropout is {config['dropout']!r}, not a number in [0, 1)"
-    if not all(isinstance(w, str) for w in vocab) or vocab[: len(SPECIALS)] != SPECIALS or len(set(vocab)) != len(vocab):
+    if not all(isinstance(w, str) for w in vocab) or vocab[: len(SPECIALS)] != SPECIALS \
+            or len(set(vocab)) != len(vocab):
         return f"its vocabulary is not {len(SPECIALS)} special tokens followed by distinct words"
     if len(vocab) != config["vocab_size"]:
         return f"its vocabulary has {len(vocab)} words but model_config says {config['vocab_size']}"

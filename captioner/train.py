@@ -269,10 +269,11 @@ def train(config: TrainConfig) -> dict:
         if config.embeddings:
             with torch.no_grad():
                 found = load_word_vectors(config.embeddings, vocab, model.embed.weight)
-            print(f"vcap: {found} of {len(vocab) - len(SPECIALS)} words initialised from {config.embeddings}", file=sys.stderr)
+            print(f"vcap: {found} of {len(vocab) - len(SPECIALS)} words initialised from {config.embeddings}",
+                  file=sys.stderr)
         model.to(device)
 
-    if config.compile:  # fuses each decoder step's small ops; the first batch waits for the compiler
+    if config.compile:  # fuses each decoder step's small ops (no faster on the CPU now); the first batch waits
         model.advance = compile_quietly(model.advance)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
