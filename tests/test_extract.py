@@ -11,7 +11,6 @@ import torchvision
 from click.testing import CliRunner
 
 from vcap.cli import main
-from vcap.extract import backbone as backbone_module
 from vcap.extract.backbone import load_backbone
 from vcap.extract.config import COMPILE_MIN_FRAMES
 from vcap.extract.extractor import ExtractConfig, FeatureExtractor, extract_folder, find_videos
@@ -77,7 +76,7 @@ def test_offline_imagenet_weights_say_how_to_get_them(monkeypatch):
     def offline(*args, **kwargs):
         raise urllib.error.URLError("Name or service not known")
 
-    monkeypatch.setattr(backbone_module.torchvision.models.VGG16_Weights.IMAGENET1K_V1.__class__, "get_state_dict", offline)
+    monkeypatch.setattr(torchvision.models.VGG16_Weights.IMAGENET1K_V1.__class__, "get_state_dict", offline)
     with pytest.raises(VcapError, match="--weights /path/to/vgg16-397923af.pth"):
         load_backbone("vgg16", "imagenet")
 
