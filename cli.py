@@ -127,8 +127,7 @@ OPTIONS = {  # name -> click option; a name means the same thing in every comman
     "compile": click.option("--compile/--no-compile", "compile", default=None, help=(
         "torch.compile the networks: a one-off compile, then faster passes. The backbone (extract, caption, serve, "
         f"run) compiles by default on the CPU once a job reaches {COMPILE_MIN_FRAMES:,} frames; the training step "
-        "(train, run) only with --compile (20-40 s on 2 cores; no faster than uncompiled on the CPU now). See the "
-        "README's figures.")),
+        "(train, run) only with --compile, which pays on GPUs more than on CPUs. Figures: docs/benchmarks.md.")),
     "resume": _option(TrainConfig, "resume", "Continue the run in OUT (its model settings come from last.pt).",
                       is_flag=True),
     "overwrite": _option(TrainConfig, "overwrite", "Replace what OUT already holds (.npy files, a training run) "

@@ -8,9 +8,8 @@ from vcap.errors import VcapError
 from vcap.extract.backbones import BACKBONES
 
 DECODERS = ("auto", "pyav", "decord", "opencv")  # auto: PyAV, falling back per video to decord, then OpenCV
-# --compile unset: compile the backbone on the CPU once an extractor's frames, done and ahead, reach this.
-# Compiling VGG16 takes ~35 s on 2 cores the first time (6 s from PyTorch's kernel cache), then runs it
-# 1.1-1.5x faster (bench/extract.py): it pays after about 300-3,000 frames.
+# --compile unset: compile the backbone on the CPU once an extractor's frames, done and ahead, reach this:
+# the compile is a one-off cost that faster passes repay only over a few thousand frames (docs/benchmarks.md).
 COMPILE_MIN_FRAMES = 2000
 
 

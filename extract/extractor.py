@@ -211,7 +211,7 @@ class FeatureExtractor:
 
 def feature_settings(config: ExtractConfig) -> dict:
     """What makes two feature caches the same. Not the precision: bf16 and fp32 features of one frame agree
-    to cosine > 0.999 and caption alike (see the README), so machines of different hardware may share a folder;
+    to cosine > 0.999 and caption alike (bench/precision.py), so machines of different hardware may share a folder;
     each run's precision is recorded in the manifest instead."""
     return {
         "backbone": config.backbone,
