@@ -7,6 +7,7 @@ from vcap.config import PRECISIONS, check, check_choice, check_int
 from vcap.errors import VcapError
 from vcap.extract.backbones import BACKBONES
 
+FEATURE_DTYPES = ("float32", "float16")
 DECODERS = ("auto", "pyav", "decord", "opencv")  # auto: PyAV, falling back per video to decord, then OpenCV
 # --compile unset: compile the backbone on the CPU once an extractor's frames, done and ahead, reach this:
 # the compile is a one-off cost that faster passes repay only over a few thousand frames (docs/benchmarks.md).
@@ -24,6 +25,9 @@ class ExtractConfig:
     frame_batch: int | None = None  # frames per forward pass; None: 256 on a GPU, 32 on the CPU
     workers: int | None = None  # decoding processes; None: one per spare core, up to 8
     decoder: str = "auto"
+    # The type the .npy files store: float16 halves the disk and the reads of training; fc7 and pooled features
+    # are ReLU outputs, far inside its range, and float16 changes no caption metric beyond the seed noise.
+    dtype: str = "float32"
     compile: bool | None = None  # torch.compile the backbone; None: on the CPU from COMPILE_MIN_FRAMES frames
     overwrite: bool = False
     shard: tuple[int, int] = (0, 1)  # (I, N): this job takes share I of N (0 <= I < N)
@@ -38,6 +42,7 @@ class ExtractConfig:
         check_int(self, "frame_batch", 1, optional=True)
         check_int(self, "workers", 0, 256, optional=True)
         check_choice(self, "decoder", DECODERS)
+        check_choice(self, "dtype", FEATURE_DTYPES)
         check(self.compile in (None, True, False), "compile", self.compile, "expected true, false or unset")
         index, count = self.shard
         if not (isinstance(index, int) and isinstance(count, int) and 0 <= index < count):
