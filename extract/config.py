@@ -6,7 +6,11 @@ from dataclasses import dataclass
 from vcap.config import PRECISIONS, check, check_choice, check_int
 from vcap.errors import VcapError
 
-DECODERS = ("auto", "pyav", "decord", "opencv")  # auto: PyAV, falling back per video to decord, then OpenCV
+# The decoders, each in its own module (its `DECODER` entry: see extract/decoding.py), in the order
+# --decoder auto tries them per video. Imported on first use, so this table costs no codec library.
+DECODER_MODULES = {"pyav": "vcap.extract.decoder_pyav", "decord": "vcap.extract.decoder_decord",
+                   "opencv": "vcap.extract.decoder_opencv"}
+DECODERS = ("auto", *DECODER_MODULES)
 # --compile unset: compile the backbone on the CPU once an extractor's frames, done and ahead, reach this.
 # Compiling VGG16 takes ~35 s on 2 cores the first time (6 s from PyTorch's kernel cache), then runs it
 # 1.1-1.5x faster (bench/extract.py): it pays after about 300-3,000 frames.
