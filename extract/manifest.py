@@ -59,7 +59,8 @@ def _locked(out: Path) -> Iterator[None]:
 def check_settings(out: Path, settings: dict) -> dict | None:
     """Refuse to mix features made with other settings into one folder; -> the manifest read (None: none yet)."""
     manifest = read_manifest(out, fix="use an empty output folder")
-    # Manifests before 0.2 recorded the precision among the settings; it no longer makes caches differ.
+    # The precision is not a setting that makes caches differ (bf16 and fp32 features give the same captions),
+    # but a manifest may still list it among them.
     old = {k: v for k, v in manifest["features"].items() if k != "precision"} if manifest is not None else settings
     if old != settings:
         diff = ", ".join(f"{k} {old.get(k)} -> {v}" for k, v in settings.items() if old.get(k) != v)
