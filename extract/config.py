@@ -8,7 +8,11 @@ from vcap.errors import VcapError
 from vcap.extract.backbones import BACKBONES
 
 FEATURE_DTYPES = ("float32", "float16")
-DECODERS = ("auto", "pyav", "decord", "opencv")  # auto: PyAV, falling back per video to decord, then OpenCV
+# The decoders, each in its own module (its `DECODER` entry: see extract/decoding.py), in the order
+# --decoder auto tries them per video. Imported on first use, so this table costs no codec library.
+DECODER_MODULES = {"pyav": "vcap.extract.decoder_pyav", "decord": "vcap.extract.decoder_decord",
+                   "opencv": "vcap.extract.decoder_opencv"}
+DECODERS = ("auto", *DECODER_MODULES)
 # --compile unset: compile the backbone on the CPU once an extractor's frames, done and ahead, reach this:
 # the compile is a one-off cost that faster passes repay only over a few thousand frames (docs/benchmarks.md).
 COMPILE_MIN_FRAMES = 2000
