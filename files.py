@@ -15,6 +15,11 @@ from typing import Callable, Iterator
 
 from vcap.errors import VcapError, library_text
 
+try:
+    import fcntl
+except ImportError:  # Windows: no locks, one process per folder is the user's to keep
+    fcntl = None
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -143,3 +148,57 @@ def write_together(folder: str | os.PathLike, writers: dict[str, Callable[[Path]
                 (folder / name).unlink(missing_ok=True)
             except OSError as exc:
                 raise write_error(folder / name, exc) from None
+
+
+LOCK = ".vcap.lock"
+
+
+@contextlib.contextmanager
+def locked(path: str | os.PathLike, wait: bool = True) -> Iterator[None]:
+    """Hold an exclusive lock on the file `path` for the block, its holder's pid written in it; removed after.
+
+    `wait`: queue behind a holder (a few processes merging one manifest); otherwise a holder is a VcapError
+    naming its pid (a second run writing into one folder). The OS ends a lock with its process, so the lock
+    of a process that died (kill -9, a crash) is taken over, never waited for."""
+    path = Path(path)
+    if fcntl is None:
+        yield
+        return
+    f = _lock(path, wait)
+    with f:
+        try:
+            f.truncate(0)
+            f.write(str(os.getpid()))
+            f.flush()
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                path.unlink()  # while still holding it: a process that opened it meanwhile retries (see _lock)
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _lock(path: Path, wait: bool):
+    """The open, locked lock file. A file its holder removed while this one waited is not the lock any more:
+    open the path again."""
+    while True:
+        try:
+            f = os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT, 0o666), "r+")
+        except OSError as exc:
+            raise write_error(path, exc) from None
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            holder = f.read().strip()
+            f.close()
+            raise VcapError(f"{path.parent}: in use by another vcap process "
+                            f"({'pid ' + holder if holder.isdigit() else 'starting'}); wait for it to end, "
+                            f"or choose another folder") from None
+        with contextlib.suppress(OSError):
+            if os.stat(path).st_ino == os.fstat(f.fileno()).st_ino:
+                return f
+        f.close()
+
+
+def hold_folder(folder: str | os.PathLike) -> contextlib.AbstractContextManager:
+    """One writer at a time in `folder` (a training run's OUT, an evaluation's OUT): a second is refused."""
+    return locked(Path(folder) / LOCK, wait=False)

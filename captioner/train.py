@@ -1,6 +1,7 @@
 """Training loop: scheduled sampling, per-epoch validation, best/last checkpoints, resume, early stopping."""
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import json
@@ -19,7 +20,7 @@ from tqdm import tqdm
 from vcap.config import field_names
 from vcap.device import autocast, compile_quietly, join_torchrun, resolve_device, resolve_precision
 from vcap.errors import Interrupted, VcapError
-from vcap.files import ensure_folder, remove_stale_temps, signals_deferred, write_together
+from vcap.files import ensure_folder, hold_folder, remove_stale_temps, signals_deferred, write_together
 
 from . import distributed as ddp
 from .config import ARCHITECTURE, DecodeConfig, TrainConfig, teacher_schedule_k
@@ -224,12 +225,18 @@ def train(config: TrainConfig) -> dict:
 
     Writes OUT/best.pt, last.pt (with optimizer, loss scaler and RNG state), history.csv/png and
     config.json (the resolved config) after every epoch."""
-    schedule = teacher_schedule(config.teacher_forcing)
     out = Path(config.out)
     _check_out(config, out)
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device)
     distributed = join_torchrun(device)  # under torchrun: one rank of a data-parallel run
+    with contextlib.ExitStack() as held:
+        return _train(config, out, device, precision, distributed, held)
+
+
+def _train(config: TrainConfig, out: Path, device: torch.device, precision: str, distributed: bool,
+           held: contextlib.ExitStack) -> dict:
+    schedule = teacher_schedule(config.teacher_forcing)
     torch.manual_seed(config.seed)
 
     videos, shape = _videos(config.labels, config.feats, "training labels")
@@ -244,7 +251,10 @@ def train(config: TrainConfig) -> dict:
         raise VcapError(f"{config.labels}: need at least 2 videos with features to hold some out for validation")
 
     ensure_folder(out)  # a folder that cannot take the checkpoints fails now, not after the first epoch
-    remove_stale_temps(out, RUN_FILES)
+    if ddp.is_main():  # one run at a time in OUT
+        held.enter_context(hold_folder(out))
+        _check_out(config, out)  # again, holding it: another run may have written there meanwhile
+        remove_stale_temps(out, RUN_FILES)
     last_path, best_path = out / "last.pt", out / "best.pt"
     history: list[dict] = []
     step, start_epoch = 0, 0

@@ -35,6 +35,7 @@ def lines(result) -> list[str]:
 
 
 def run_files(out: Path) -> list[str]:
+    """The files of OUT beside the lock of a process that holds it."""
     return sorted(p.name for p in out.iterdir() if p.name != ".vcap.lock")
 
 
@@ -164,3 +165,47 @@ def test_sigterm_during_the_write_ends_with_one_line_and_one_run(old_run, tmp_pa
     shown = [line for line in stderr.splitlines() if line.strip() and not line.startswith("vcap: epoch ")]
     assert len(shown) == 1 and shown[0].startswith("vcap: terminated; last.pt holds the last finished epoch")
     assert_one_run(out, hidden=24, epochs=1)
+
+
+def _holder(folder: Path) -> subprocess.Popen:
+    """Another process holding `folder` as a writer would, until killed."""
+    code = (f"import time; from vcap.files import hold_folder\nwith hold_folder({str(folder)!r}):\n"
+            f"    print('HELD', flush=True); time.sleep(600)")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert proc.stdout.readline().strip() == "HELD"
+    return proc
+
+
+def test_a_second_training_run_into_one_folder_is_refused_naming_the_holder(old_run):
+    feats, labels, out = old_run
+    holder = _holder(out)
+    try:
+        result = invoke("train", feats, labels, "--out", out, "--overwrite", "--epochs", "1", *SMALL[:-2],
+                        "--hidden", "24")
+        assert result.exit_code == 2
+        [line] = lines(result)
+        assert line == (f"vcap: error: {out}: in use by another vcap process (pid {holder.pid}); wait for it "
+                        f"to end, or choose another folder")
+        assert_one_run(out, hidden=32, epochs=1)
+    finally:
+        holder.kill()
+        holder.wait()
+    # the lock of a process that died is taken over
+    assert (out / ".vcap.lock").read_text() == str(holder.pid)
+    assert invoke("train", feats, labels, "--out", out, "--resume", "--epochs", "2").exit_code == 0
+    assert_one_run(out, hidden=32, epochs=2)
+    assert not (out / ".vcap.lock").exists()
+
+
+def test_an_evaluation_into_a_folder_in_use_is_refused(old_run, tmp_path):
+    feats, labels, out = old_run
+    (tmp_path / "eval").mkdir()
+    holder = _holder(tmp_path / "eval")
+    try:
+        result = invoke("evaluate", out / "best.pt", feats, labels, "--out", tmp_path / "eval")
+        assert result.exit_code == 2 and f"(pid {holder.pid})" in lines(result)[-1]
+        assert run_files(tmp_path / "eval") == []
+    finally:
+        holder.kill()
+        holder.wait()
