@@ -6,7 +6,9 @@ once, in its stage's dataclass, and the help shows it from there. No torch is im
 from __future__ import annotations
 
 import shlex
+import signal
 import sys
+import threading
 
 import click
 
@@ -23,14 +25,31 @@ def _resume_hint(argv: list[str]) -> str:
     return shlex.join(["vcap", *words] + ([] if "--resume" in words else ["--resume"]))
 
 
-INTERRUPTED = {  # what a Ctrl-C leaves, per command
-    "extract": lambda argv: "finished .npy files are kept; run the same command again to resume",
-    "train": lambda argv: f"last.pt holds the last finished epoch; continue with: {_resume_hint(argv)}",
-    "run": lambda argv: f"finished features and epochs are kept; continue with: {_resume_hint(argv)}",
-    "evaluate": lambda argv: "nothing was written",
-    "caption": lambda argv: "captions printed so far are complete",
-    "serve": lambda argv: "the server stopped",
+def _trained(argv: list[str], resumable: bool | None, kept: str) -> str:
+    """Advice after a training run stopped: --resume once OUT/last.pt is this run's, else the same command
+    (a run that --overwrite was replacing is still whole there)."""
+    if resumable:
+        return f"{kept}; continue with: {_resume_hint(argv)}"
+    return f"no epoch of this run was written; start it again with: {shlex.join(['vcap', *argv])}"
+
+
+INTERRUPTED = {  # what a Ctrl-C leaves, per command; `resumable`: what the training run's folder holds
+    "extract": lambda argv, resumable: "finished .npy files are kept; run the same command again to resume",
+    "train": lambda argv, resumable: _trained(argv, resumable, "last.pt holds the last finished epoch"),
+    "run": lambda argv, resumable: _trained(argv, resumable, "finished features and epochs are kept")
+    if resumable else f"finished features are kept; continue with: {shlex.join(['vcap', *argv])}",
+    "evaluate": lambda argv, resumable: "nothing was written",
+    "caption": lambda argv, resumable: "captions printed so far are complete",
+    "serve": lambda argv, resumable: "the server stopped",
 }
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that files are closed, temp files removed and worker processes ended."""
+
+
+def _terminate(signum, frame):
+    raise _Terminated
 
 
 class _Group(click.Group):
@@ -38,17 +57,24 @@ class _Group(click.Group):
 
     def invoke(self, ctx: click.Context):
         argv = list(ctx.args)  # the command's own words, for the resume hint
+        main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
         try:
             return super().invoke(ctx)
         except VcapError as exc:
             click.echo(f"vcap: error: {exc}", err=True)
             sys.exit(2)
-        except KeyboardInterrupt:
-            hint = INTERRUPTED.get(ctx.invoked_subcommand or "", lambda argv: "")([ctx.invoked_subcommand, *argv])
-            click.echo(f"vcap: interrupted; {hint}", err=True)
-            sys.exit(130)
+        except KeyboardInterrupt as exc:
+            advice = INTERRUPTED.get(ctx.invoked_subcommand or "", lambda argv, resumable: "")
+            hint = advice([ctx.invoked_subcommand, *argv], getattr(exc, "resumable", None))
+            terminated = isinstance(exc, _Terminated) or isinstance(exc.__context__, _Terminated)
+            click.echo(f"vcap: {'terminated' if terminated else 'interrupted'}; {hint}", err=True)
+            sys.exit(143 if terminated else 130)
         except EOFError as exc:  # click would print a bare "Aborted!"; a file that ended early, unchecked, is a bug
             raise RuntimeError(f"unexpected end of a file: {exc}") from exc
+        finally:
+            if main_thread:
+                signal.signal(signal.SIGTERM, previous)
 
 
 @click.group(cls=_Group)

@@ -9,8 +9,6 @@ import torch
 
 from vcap.errors import VcapError, library_text
 
-from vcap.files import atomic_write
-
 from .models import MODELS, Captioner, build_model
 from .vocab import SPECIALS, Vocab
 
@@ -28,10 +26,16 @@ def make_checkpoint(model: Captioner, vocab: Vocab, feature_config: dict | None,
             "train_config": train_config, **extra}
 
 
-def save_checkpoint(path: str | Path, checkpoint: dict) -> None:
-    # Through a Python file: torch's own writer turns a full disk into "unexpected pos ..." RuntimeErrors.
-    with atomic_write(path, suffix=".pt") as tmp, tmp.open("wb") as f:
-        torch.save(checkpoint, f)
+def write_checkpoint(path: str | Path, checkpoint: dict) -> None:
+    """Write `checkpoint` to `path` as it is (a temp file of write_together). A write the OS
+    refuses is an OSError, which write_together translates: torch's writer reports it as "unexpected pos" instead."""
+    try:
+        with open(path, "wb") as f:
+            torch.save(checkpoint, f)
+    except RuntimeError as exc:
+        if isinstance(exc.__context__, OSError):
+            raise exc.__context__ from None
+        raise
 
 
 def read_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict:

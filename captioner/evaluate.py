@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 from vcap.device import resolve_device
 
-from vcap.files import atomic_write, ensure_folder
+from vcap.files import ensure_folder, hold_folder, write_together
 
 from .checkpoint import load_model
 from .config import EvalConfig
@@ -51,12 +51,13 @@ def evaluate(config: EvalConfig) -> dict:
     if config.coco:
         metrics.update(coco_metrics(preds, refs))
 
-    with atomic_write(out / "predictions.txt") as tmp:
-        tmp.write_text("".join(f"{vid},{cap}\n" for vid, cap in preds.items()), encoding="utf-8")
-    with atomic_write(out / "predictions.json") as tmp:
-        tmp.write_text(json.dumps(preds, indent=1), encoding="utf-8")
-    with atomic_write(out / "metrics.json") as tmp:
-        tmp.write_text(json.dumps({**metrics, "model": str(config.model), "labels": str(config.labels),
-                                   "decode": dataclasses.asdict(config.decode)}, indent=1), encoding="utf-8")
+    written = {**metrics, "model": str(config.model), "labels": str(config.labels),
+               "decode": dataclasses.asdict(config.decode)}
+    with hold_folder(out):  # one writer at a time; the three files change together
+        write_together(out, {
+            "predictions.txt": lambda p: p.write_text("".join(f"{vid},{cap}\n" for vid, cap in preds.items()),
+                                                      encoding="utf-8"),
+            "predictions.json": lambda p: p.write_text(json.dumps(preds, indent=1), encoding="utf-8"),
+            "metrics.json": lambda p: p.write_text(json.dumps(written, indent=1), encoding="utf-8")})
     metrics["out"] = str(out)
     return metrics
