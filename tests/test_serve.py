@@ -58,7 +58,7 @@ def served(tmp_path_factory):
 
     clips = sorted(videos.glob("kind*.mp4"))
     direct = VideoCaptioner(CaptionConfig(model=str(model), device="cpu", workers=0))
-    expected = {path.name: text for path, text, _ in direct.caption(clips)}
+    expected = {result.video.name: result.caption for result in direct.caption_each(clips)}
     config = ServeConfig(model=str(model), device="cpu", workers=0, allow_dir=str(videos), max_upload_mb=1)
     uploads = root / "tmp"
     uploads.mkdir()
@@ -249,7 +249,8 @@ def test_the_page_captions_a_dropped_video_in_headless_chromium(served, tmp_path
 def test_every_gives_timed_captions_as_vcap_caption_does(served):
     client, clip = served["client"], served["clips"][0]
     direct = VideoCaptioner(CaptionConfig(model=served["config"].model, device="cpu", workers=0))
-    expected = [{"start": round(a, 3), "end": round(b, 3), "caption": c} for a, b, c in direct.caption_windows(clip, 0.5)]
+    (timed,) = direct.caption_each([clip], every=0.5)
+    expected = [{"start": round(a, 3), "end": round(b, 3), "caption": c} for a, b, c in timed.spans]
     response = client.post("/caption?every=0.5", files=[("video", (clip.name, clip.read_bytes(), "video/mp4"))])
     assert response.status_code == 200, response.text
     assert response.json() == {"videos": [{"video": clip.name, "windows": expected}]}
