@@ -98,7 +98,7 @@ class VideoCaptioner:
         per video or window. `names` (default: the paths) are what results and their errors call the videos."""
         paths = list(paths)
         names = list(names) if names is not None else [str(p) for p in paths]
-        explain = explain or self.explain
+        explain = ensure_folder(explain) if explain else self.explain
         if explain:
             check_unique(paths, "--explain")
         if every is None:
