@@ -62,6 +62,7 @@ def test_two_clip_mp4_in_two_folders_are_both_captioned(model, two_clips, tmp_pa
     result = cli("caption", tmp_path / "cams", "--model", model, *FLAGS)
     assert result.exit_code == 0, result.output
     assert [line.split(": ")[0] for line in result.stdout.splitlines()] == [str(p) for p in two_clips]
+    assert result.stderr == "vcap: captioning: 2/2 videos\n"  # progress on a pipe: a line per 10 and the last
     as_json = cli("caption", *two_clips, "--model", model, "--output-dir", tmp_path / "out", "--output-format",
                   "json,tsv", *FLAGS)
     assert as_json.exit_code == 0, as_json.output
