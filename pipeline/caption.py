@@ -119,6 +119,12 @@ class VideoCaptioner:
         pending: list[tuple[int, torch.Tensor]] = []  # features waiting for a full batch
         released = 0
 
+        def release():
+            nonlocal released
+            while released in ready:
+                yield ready.pop(released)
+                released += 1
+
         def caption_pending():
             for indices, captions in caption_in_batches(
                     self.model, self.vocab, lambda idx: torch.stack([pending[i][1] for i in idx]),
@@ -140,13 +146,9 @@ class VideoCaptioner:
                 pending.append((k, torch.from_numpy(feats)))
                 if len(pending) == self.config.videos_per_batch:
                     caption_pending()
-            while released in ready:
-                yield ready.pop(released)
-                released += 1
+            yield from release()
         caption_pending()
-        while released in ready:
-            yield ready.pop(released)
-            released += 1
+        yield from release()
 
     def _timed(self, path: Path, name: str, every: float, explain: Path | None,
                on_span: Callable[[str, Span], None] | None, progress: bool) -> VideoResult:

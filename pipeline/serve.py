@@ -2,8 +2,9 @@
 
 The captioner and its backbone load once; one thread owns them and drains a queue of requests, captioning
 what has arrived together, up to `videos_per_batch` videos a batch. Uploads stream to a temp folder under a
-size limit and are deleted after; a path a request names must stay inside the operator's --allow-dir.
-Every refusal is one line of JSON, {"error": "..."}, and the server keeps serving.
+size limit and are deleted after (uploads.py); a path a request names must stay inside the operator's
+--allow-dir. Every refusal is one line of JSON, {"error": "..."}, and the server keeps serving; a client that
+goes away is one line in the log. The page at / is static/index.html.
 """
 from __future__ import annotations
 

@@ -131,6 +131,7 @@ def test_import_vcap_stays_light(tmp_path):
     assert out.stdout.split() == ["False", "True"], out.stderr
 
 
+@pytest.mark.slow
 def test_every_streams_each_span_to_a_pipe_before_the_video_is_done(model, tmp_path):
     video = write_video(tmp_path / "long.avi", frames=48, fourcc="MJPG")  # 4 s: 8 windows of 0.5 s
     process = subprocess.Popen([sys.executable, "-m", "vcap", "caption", str(video), "--model", str(model),
