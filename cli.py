@@ -13,7 +13,7 @@ import click
 from vcap.captioner.config import CAPTIONERS, SELECT_ON, DecodeConfig, EvalConfig, TrainConfig, train_config
 from vcap.config import PRECISIONS, default_of, flag
 from vcap.errors import VcapError
-from vcap.extract.config import BACKBONES, COMPILE_MIN_FRAMES, DECODERS, ExtractConfig, parse_shard
+from vcap.extract.config import BACKBONES, COMPILE_MIN_FRAMES, DECODERS, FEATURE_DTYPES, ExtractConfig, parse_shard
 from vcap.pipeline.config import CaptionConfig, RunConfig, ServeConfig
 
 
@@ -72,6 +72,9 @@ OPTIONS = {  # name -> click option; a name means the same thing in every comman
     # what defines the features (recorded in the manifest)
     "frames": _option(ExtractConfig, "frames", "Frames sampled per video.", type=int),
     "size": _option(ExtractConfig, "size", "Frames are resized to SIZE x SIZE.", type=int),
+    "dtype": _option(ExtractConfig, "dtype", "The type the .npy features are stored in: float16 halves the disk and "
+                     "the reads of training, with the same caption quality (docs/benchmarks.md).",
+                     type=click.Choice(FEATURE_DTYPES)),
     "backbone": _option(ExtractConfig, "backbone", "; ".join(f"{s.name}: {s.summary}" + (f" (vcap[{s.extra}])" if s.extra else "")
                                                          for s in BACKBONES.values()) + ".",
                         type=click.Choice(list(BACKBONES))),
@@ -127,8 +130,7 @@ OPTIONS = {  # name -> click option; a name means the same thing in every comman
     "compile": click.option("--compile/--no-compile", "compile", default=None, help=(
         "torch.compile the networks: a one-off compile, then faster passes. The backbone (extract, caption, serve, "
         f"run) compiles by default on the CPU once a job reaches {COMPILE_MIN_FRAMES:,} frames; the training step "
-        "(train, run) only with --compile (20-40 s on 2 cores; no faster than uncompiled on the CPU now). See the "
-        "README's figures.")),
+        "(train, run) only with --compile, which pays on GPUs more than on CPUs. Figures: docs/benchmarks.md.")),
     "resume": _option(TrainConfig, "resume", "Continue the run in OUT (its model settings come from last.pt).",
                       is_flag=True),
     "overwrite": _option(TrainConfig, "overwrite", "Replace what OUT already holds (.npy files, a training run) "
@@ -156,7 +158,7 @@ OPTIONS = {  # name -> click option; a name means the same thing in every comman
     "explain": _option(CaptionConfig, "explain", "Write DIR/<file name>.png per video: the frames the model saw "
                        "and its attention over them for each word.", type=click.Path(file_okay=False), metavar="DIR"),
 }
-FEATURES = ("frames", "size", "backbone", "weights")
+FEATURES = ("frames", "size", "backbone", "weights", "dtype")
 RUNTIME = ("device", "precision", "frame_batch", "workers", "decoder", "compile")
 TRAINING = ("captioner", "hidden", "embed_dim", "dropout", "lr", "batch_size", "captions_per_video", "epochs",
             "min_count", "max_words", "val_labels", "val_fraction", "seed", "patience", "grad_clip", "teacher_forcing",

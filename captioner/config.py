@@ -47,8 +47,7 @@ class TrainConfig:
     labels: str
     out: str
     captioner: str = "attention"
-    # Defaults measured best by bench/quality.py on MSVD (5-fold, 64 training videos a fold); the seed's
-    # hidden 512 / lr 1e-4 / 20 epochs scored lower on 4 of 5 metrics and trained 4.5x slower.
+    # Defaults that bench/quality.py measures best on MSVD (5-fold, 64 training videos a fold; docs/results.md).
     hidden: int = 256
     embed_dim: int = 300
     dropout: float = 0.35

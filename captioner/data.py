@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import Dataset
 
 from vcap.errors import VcapError, library_text
+from vcap.extract.manifest import read_manifest
 
 from .vocab import PAD, Vocab
 
@@ -68,14 +69,8 @@ def id_problem(vid: str) -> str | None:
 
 def load_feature_config(feats_dir: str | Path) -> dict | None:
     """The "features" settings of FEATS/manifest.json (how `vcap extract` made them), or None without one."""
-    path = Path(feats_dir) / "manifest.json"
-    if not path.exists():
-        return None
-    try:
-        config = json.loads(path.read_text(encoding="utf-8")).get("features")
-    except (json.JSONDecodeError, AttributeError) as exc:
-        raise VcapError(f"{path}: not a valid feature manifest ({exc})") from None
-    return json.loads(json.dumps(config)) if isinstance(config, dict) else None
+    manifest = read_manifest(feats_dir)
+    return manifest["features"] if manifest is not None else None
 
 
 def attach_features(labels: list[tuple[str, list[str]]], feats_dir: str | Path, labels_path: str | Path,

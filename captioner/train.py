@@ -271,7 +271,7 @@ def train(config: TrainConfig) -> dict:
                   file=sys.stderr)
         model.to(device)
 
-    if config.compile:  # fuses each decoder step's small ops (no faster on the CPU now); the first batch waits
+    if config.compile:  # fuses each decoder step's small ops; the first batch waits for the compiler
         model.advance = compile_quietly(model.advance)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")

@@ -212,7 +212,7 @@ class FeatureExtractor:
 
 def feature_settings(config: ExtractConfig) -> dict:
     """What makes two feature caches the same. Not the precision: bf16 and fp32 features of one frame agree
-    to cosine > 0.999 and caption alike (see the README), so machines of different hardware may share a folder;
+    to cosine > 0.999 and caption alike (bench/precision.py), so machines of different hardware may share a folder;
     each run's precision is recorded in the manifest instead."""
     return {
         "backbone": config.backbone,
@@ -272,7 +272,7 @@ def _extract_share(source: str | os.PathLike, out: str | os.PathLike, config: Ex
     if not todo:
         return summary
     extractor = FeatureExtractor(config)  # loads the weights: fails here, before anything is written
-    claim_folder(out, settings, {"device": str(extractor.device), "precision": extractor.precision,
+    claim_folder(out, settings, {"device": str(extractor.device), "precision": extractor.precision, "dtype": config.dtype,
                                  "frame_batch": extractor.frame_batch,
                                  "compiled": extractor.compiles(len(todo) * config.frames),
                                  "workers": extractor.workers, "share": f"{share[0]}/{share[1]}"})
@@ -284,12 +284,16 @@ def _extract_share(source: str | os.PathLike, out: str | os.PathLike, config: Ex
     stopped = True  # by an error or Ctrl-C: the manifest update then must not hide why
     try:
         for path, feats, error in extractor.features(todo):
+            with np.errstate(over="ignore"):  # an overflow is reported as this video's failure below
+                stored = None if error is not None else feats.astype(config.dtype, copy=False)
+            if stored is not None and not np.isfinite(stored).all():
+                error = f"{path}: features beyond {config.dtype}'s range; extract with --dtype float32"
             if error is not None:
                 summary.failed[video_id(path)] = error
                 bar.write(f"vcap: skipped {error}", file=sys.stderr)
             else:
                 with atomic_write(out / f"{video_id(path)}.npy", suffix=".npy") as tmp:
-                    np.save(tmp, feats.astype(np.float32, copy=False))
+                    np.save(tmp, stored)
                 succeeded.append(video_id(path))
                 summary.done += 1
             bar.update()

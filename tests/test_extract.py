@@ -11,9 +11,9 @@ import torchvision
 from click.testing import CliRunner
 
 from vcap.cli import main
-from vcap.extract import backbone as backbone_module
 from vcap.extract.backbone import load_backbone
 from vcap.extract.config import COMPILE_MIN_FRAMES
+from vcap.captioner.data import check_features
 from vcap.extract.extractor import ExtractConfig, FeatureExtractor, extract_folder, find_videos
 from vcap.errors import VcapError
 
@@ -77,7 +77,7 @@ def test_offline_imagenet_weights_say_how_to_get_them(monkeypatch):
     def offline(*args, **kwargs):
         raise urllib.error.URLError("Name or service not known")
 
-    monkeypatch.setattr(backbone_module.torchvision.models.VGG16_Weights.IMAGENET1K_V1.__class__, "get_state_dict", offline)
+    monkeypatch.setattr(torchvision.models.VGG16_Weights.IMAGENET1K_V1.__class__, "get_state_dict", offline)
     with pytest.raises(VcapError, match="--weights /path/to/vgg16-397923af.pth"):
         load_backbone("vgg16", "imagenet")
 
@@ -159,6 +159,28 @@ def test_extract_folder_writes_one_npy_per_video_and_a_manifest(tmp_path, make_v
     assert manifest["features"]["backbone"] == "vgg16" and "torch" in manifest["versions"]
     assert manifest["run"]["compiled"] is False  # 8 frames: too few for a compile to pay
     assert not list(out.glob(".*tmp*"))  # no temp files left
+
+
+def test_float16_storage_is_the_cast_of_the_float32_features_and_trains(tmp_path, make_video):
+    make_video("a.mp4")
+    config = dict(SMALL, precision="fp32")
+    summaries = {d: extract_folder(tmp_path / "videos", tmp_path / d, ExtractConfig(**config, dtype=d))
+                 for d in ("float32", "float16")}
+    assert all(s.done == 1 for s in summaries.values())
+    full, half = (np.load(tmp_path / d / "a.mp4.npy") for d in ("float32", "float16"))
+    assert half.dtype == np.float16 and half.nbytes * 2 == full.nbytes
+    np.testing.assert_array_equal(half, full.astype(np.float16))
+    assert json.loads((tmp_path / "float16" / "manifest.json").read_text())["run"]["dtype"] == "float16"
+    assert check_features(tmp_path / "float16" / "a.mp4.npy") == (4, 4096)  # training reads them as they are
+
+
+def test_features_beyond_float16s_range_are_a_failure_not_an_inf(tmp_path, make_video, monkeypatch):
+    make_video("a.mp4")
+    huge = lambda self, paths: ((p, np.full((4, 4096), 1e6, np.float32), None) for p in paths)  # noqa: E731
+    monkeypatch.setattr(FeatureExtractor, "features", huge)
+    summary = extract_folder(tmp_path / "videos", tmp_path / "feats", ExtractConfig(**SMALL, dtype="float16"))
+    assert summary.done == 0 and "float16's range" in summary.failed["a.mp4"]
+    assert not list((tmp_path / "feats").glob("*.npy"))
 
 
 def test_bad_videos_are_listed_and_the_rest_still_extract(tmp_path, make_video):

@@ -8,8 +8,8 @@ from vcap.extract import sampler
 from vcap.extract.sampler import read_frames, sample_indices
 from vcap.errors import VcapError
 
-needs_decord = pytest.mark.skipif(sampler.decord is None, reason="decord is not installed")
-needs_av = pytest.mark.skipif(sampler.av is None, reason="PyAV is not installed")
+needs_decord = pytest.mark.skipif(sampler.decoder("decord").library is None, reason="decord is not installed")
+needs_av = pytest.mark.skipif(sampler.decoder("pyav").library is None, reason="PyAV is not installed")
 
 
 def test_indices_are_segment_centres_and_cover_the_video():
