@@ -15,6 +15,7 @@ from vcap.config import PRECISIONS, default_of, flag
 from vcap.errors import VcapError
 from vcap.extract.config import BACKBONES, COMPILE_MIN_FRAMES, DECODERS, FEATURE_DTYPES, ExtractConfig, parse_shard
 from vcap.pipeline.config import CaptionConfig, RunConfig, ServeConfig
+from vcap.pipeline.writers import WRITERS
 
 
 def _resume_hint(argv: list[str]) -> str:
@@ -150,11 +151,11 @@ OPTIONS = {  # name -> click option; a name means the same thing in every comman
     "vtt": _option(CaptionConfig, "vtt", "With --every: write them to FILE as WebVTT, whatever FILE's suffix.",
                    type=click.Path(dir_okay=False), metavar="FILE"),
     "output_dir": _option(CaptionConfig, "output_dir", "Write the results to files in DIR: captions.<format> for "
-                          "the run (txt, json, jsonl, tsv: failures included), <video stem>.<format> per video "
-                          "(srt, vtt).", type=click.Path(file_okay=False), metavar="DIR"),
-    "output_format": _option(CaptionConfig, "output_format", "The formats --output-dir gets, comma-separated: txt, "
-                             "json, jsonl, tsv, srt, vtt (these two need --every), or all [default: all that "
-                             "apply].", metavar="FORMATS"),
+                          "the run (structured ones with an entry for each failure too), <video stem>.<format> "
+                          "per video for subtitles.", type=click.Path(file_okay=False), metavar="DIR"),
+    "output_format": _option(CaptionConfig, "output_format", "The formats --output-dir gets, comma-separated: "
+                             f"{', '.join(WRITERS)} ({', '.join(n for n, w in WRITERS.items() if w.timed)} need "
+                             "--every), or all [default: all that apply].", metavar="FORMATS"),
     "explain": _option(CaptionConfig, "explain", "Write DIR/<file name>.png per video: the frames the model saw "
                        "and its attention over them for each word.", type=click.Path(file_okay=False), metavar="DIR"),
 }

@@ -175,3 +175,22 @@ def test_serve_installs_with_vcap_itself():
     core = config["options"]["install_requires"]
     assert all(name in core for name in ("starlette", "uvicorn", "python-multipart"))
     assert "static/*.html" in config["options.package_data"]["vcap.pipeline"]
+
+
+def test_a_new_writer_is_one_registered_class(monkeypatch, tmp_path):
+    from vcap.pipeline import writers
+
+    monkeypatch.setattr(writers, "WRITERS", dict(writers.WRITERS))
+
+    @writers.register
+    class CSV(writers.Writer):
+        name = "csv"
+
+        def render(self, results):
+            return "".join(f"{r.name},{r.caption}\n" for r in results)
+
+    assert "csv" in parse_formats("all", timed=False)
+    outputs = writers.Outputs([Path("a.mp4")], str(tmp_path), parse_formats("csv", timed=False))
+    outputs.add(VideoResult(Path("a.mp4"), "a.mp4", caption="a dog runs"))
+    assert outputs.close() == [tmp_path / "captions.csv"]
+    assert (tmp_path / "captions.csv").read_text() == "a.mp4,a dog runs\n"

@@ -327,3 +327,11 @@ def test_a_client_that_goes_away_is_one_log_line_not_a_traceback(served, caplog)
     records = [r for r in caplog.records if r.name.startswith("vcap")]
     assert len(records) == 1 and "went away" in records[0].getMessage() and records[0].exc_info is None
     assert list(served["uploads"].iterdir()) == []
+
+
+def test_two_uploads_of_one_name_are_two_answers(served):
+    first, second = served["clips"][0], served["clips"][3]
+    response = upload(served["client"], first, second, name="clip.mp4")
+    assert response.status_code == 200, response.text
+    assert response.json()["videos"] == [{"video": "clip.mp4", "caption": served["expected"][first.name]},
+                                         {"video": "clip.mp4", "caption": served["expected"][second.name]}]
