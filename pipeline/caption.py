@@ -156,8 +156,12 @@ class VideoCaptioner:
         windows: list[Span] = []
         pictures: list[Picture] = []
         bar = Progress(Path(name).name, "windows", enabled=progress)
+        # Passes of a few backbone batches: each window's line comes out a pass after it is decoded, and
+        # a pass this size still keeps the backbone's batches full.
+        per_pass = 4 * self.extractor.frame_batch
         try:
-            for taken, frames in read_windows(path, settings["frames"], every, settings["size"], self.config.decoder):
+            for taken, frames in read_windows(path, settings["frames"], every, settings["size"], self.config.decoder,
+                                              frames_per_pass=per_pass):
                 feats = self.extractor.encode(frames.reshape(-1, *frames.shape[2:]))  # (windows * n, D)
                 feats = torch.from_numpy(feats).view(len(taken), frames.shape[1], -1)
                 for indices, captions in caption_in_batches(
