@@ -17,6 +17,7 @@ from vcap.config import PRECISIONS, default_of, flag
 from vcap.errors import VcapError
 from vcap.extract.config import BACKBONES, COMPILE_MIN_FRAMES, DECODERS, FEATURE_DTYPES, ExtractConfig, parse_shard
 from vcap.pipeline.config import CaptionConfig, RunConfig, ServeConfig
+from vcap.pipeline.writers import WRITERS
 
 
 def _resume_hint(argv: list[str]) -> str:
@@ -170,10 +171,17 @@ OPTIONS = {  # name -> click option; a name means the same thing in every comman
     "every": _option(CaptionConfig, "every", "Caption consecutive windows of this many seconds, one line each "
                      "(`<file> 00:00:00-00:00:10 <caption>`); neighbours with the same caption merge.", type=float,
                      metavar="SECONDS"),
-    "srt": _option(CaptionConfig, "srt", "With --every: write the video's timed captions as SubRip.",
-                   type=click.Path(dir_okay=False), metavar="FILE"),
-    "vtt": _option(CaptionConfig, "vtt", "With --every: write them as WebVTT.", type=click.Path(dir_okay=False),
+    "srt": _option(CaptionConfig, "srt", "With --every: write the one video's timed captions to FILE as SubRip, "
+                   "whatever FILE's suffix (the srt writer of --output-format).", type=click.Path(dir_okay=False),
                    metavar="FILE"),
+    "vtt": _option(CaptionConfig, "vtt", "With --every: write them to FILE as WebVTT, whatever FILE's suffix.",
+                   type=click.Path(dir_okay=False), metavar="FILE"),
+    "output_dir": _option(CaptionConfig, "output_dir", "Write the results to files in DIR: captions.<format> for "
+                          "the run (structured ones with an entry for each failure too), <video stem>.<format> "
+                          "per video for subtitles.", type=click.Path(file_okay=False), metavar="DIR"),
+    "output_format": _option(CaptionConfig, "output_format", "The formats --output-dir gets, comma-separated: "
+                             f"{', '.join(WRITERS)} ({', '.join(n for n, w in WRITERS.items() if w.timed)} need "
+                             "--every), or all [default: all that apply].", metavar="FORMATS"),
     "explain": _option(CaptionConfig, "explain", "Write DIR/<file name>.png per video: the frames the model saw "
                        "and its attention over them for each word.", type=click.Path(file_okay=False), metavar="DIR"),
 }
@@ -279,49 +287,40 @@ def _print_metrics(metrics: dict, scored_on: str) -> None:
 
 # ---- caption / serve / run -------------------------------------------------------------------------------
 
-MODEL = click.option("--model", envvar="VCAP_MODEL", type=click.Path(dir_okay=False),
-                     help="A checkpoint from `vcap train` (best.pt) [default: $VCAP_MODEL].")
+MODEL = click.option("--model", envvar="VCAP_MODEL", type=click.Path(),
+                     help="A checkpoint from `vcap train` (best.pt), or its run folder [default: $VCAP_MODEL].")
 
 @main.command()
 @click.argument("videos", nargs=-1, required=True, type=click.Path())
 @MODEL
-@options(DECODING, ("weights",), RUNTIME, ("videos_per_batch", "every", "srt", "vtt", "explain"))
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object {video: caption} at the end.")
+@options(DECODING, ("weights",), RUNTIME, ("videos_per_batch", "every", "output_dir", "output_format", "srt", "vtt",
+                                           "explain"))
+@click.option("--json", "as_json", is_flag=True, help="Print the results as the json format of --output-format "
+              "(failures included) at the end, instead of a line each.")
 def caption(videos, model, as_json, **values) -> None:
     """Caption each video (files or folders): decode, extract features as the model was trained, caption.
 
-    Prints `<file>: <caption>` per video (with --every, `<file> 00:00:00-00:00:10 <caption>` per span);
-    unreadable videos get one line each on stderr and exit code 1."""
-    from vcap.pipeline.caption import caption_timed, caption_videos
-    from vcap.pipeline.subtitles import clock, spans_json
+    Prints `<file>: <caption>` per video as it is captioned (with --every, `<file> 00:00:00-00:00:10
+    <caption>` per window as soon as that window is); progress goes to stderr; unreadable videos get one
+    line each on stderr and exit code 1."""
+    from vcap.pipeline.caption import caption_videos
+    from vcap.pipeline.writers import TXT, get_writer, printable
 
     values, decode = given_with_decode(values)
     config = CaptionConfig(model=model or "", decode=decode, **values)
-    if config.every is None:
-        _report(caption_videos(videos, config), as_json, lambda path, text: [f"{path}: {text}"], lambda text: text)
-    else:
-        _report(caption_timed(videos, config), as_json,
-                lambda path, spans: [f"{path} {clock(a)}-{clock(b)} {text}" for a, b, text in spans],
-                spans_json)
-
-
-def _report(results, as_json: bool, lines, data) -> None:
-    """Print each video's result as it comes (or one JSON object at the end); a video that failed gets one
-    line on stderr, and then the exit code is 1."""
-    import json
-
-    collected, failed = {}, 0
-    for path, value, error in results:
-        if error is not None:
+    text = TXT()
+    on_span = None if as_json else lambda name, span: click.echo(text.span_line(name, span))
+    results, failed = [], 0
+    for result in caption_videos(videos, config, on_span=on_span, progress=True):
+        results.append(result)
+        if result.error is not None:
             failed += 1
-            click.echo(f"vcap: skipped {error}", err=True)
-            continue
-        collected[str(path)] = data(value)
-        if not as_json:
-            for line in lines(path, value):
+            click.echo(f"vcap: skipped {printable(result.error)}", err=True)
+        elif not as_json and result.spans is None:
+            for line in text.lines(result):
                 click.echo(line)
     if as_json:
-        click.echo(json.dumps(collected, indent=1))
+        click.echo(get_writer("json").render(results), nl=False)
     if failed:
         sys.exit(1)
 
@@ -333,6 +332,7 @@ def _report(results, as_json: bool, lines, data) -> None:
 @_option(ServeConfig, "allow_dir", "Folder whose videos POST /caption {\"paths\": [...]} may name [default: none, "
          "uploads only].", type=click.Path(file_okay=False))
 @_option(ServeConfig, "max_upload_mb", "Largest request body in MB (413 past it).", type=int)
+@_option(ServeConfig, "max_files", "Most videos in one request (413 past it).", type=int)
 @options(DECODING, ("weights",), RUNTIME, ("videos_per_batch",))
 def serve(model, **values) -> None:
     """Caption videos as a local web service: the model loads once; POST /caption (uploads, or JSON paths

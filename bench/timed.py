@@ -20,7 +20,7 @@ import cv2
 from vcap.extract.sampler import read_frames
 from vcap.pipeline.caption import VideoCaptioner
 from vcap.pipeline.config import CaptionConfig
-from vcap.pipeline.subtitles import srt
+from vcap.pipeline.writers import get_writer
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "videos"
 FPS, SIZE = 15, (320, 240)
@@ -60,12 +60,13 @@ def main() -> None:
         t0 = time.perf_counter()
         captioner = VideoCaptioner(CaptionConfig(model=args.model, device=args.device, workers=0))
         loaded = time.perf_counter() - t0
-        spans = captioner.caption_windows(video, args.every)
+        (result,) = captioner.caption_each([video], every=args.every)
+        spans = result.spans
         seconds = time.perf_counter() - t0
     windows = round(args.minutes * 60 / args.every)
     print(f"{args.minutes:g} min video, --every {args.every:g}: {windows} windows, {len(spans)} spans after merging, "
           f"{seconds:.1f} s in all ({loaded:.1f} s loading the models)")
-    print("\n\n".join(srt(spans).split("\n\n")[:4]))
+    print("\n\n".join(get_writer("srt").render([result]).split("\n\n")[:4]))
 
 
 if __name__ == "__main__":

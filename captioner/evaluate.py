@@ -15,7 +15,7 @@ from vcap.files import ensure_folder, hold_folder, write_together
 from .checkpoint import load_model
 from .config import EvalConfig
 from .data import FeatureBank, attach_features, load_labels
-from .decode import caption_features
+from .decode import caption_in_batches
 from .metrics import coco_metrics, mlds_bleu1_corpus
 
 
@@ -39,11 +39,10 @@ def evaluate(config: EvalConfig) -> dict:
     out = ensure_folder(Path(config.out) if config.out is not None else default_out)  # fails now, not after the work
     bank = FeatureBank([p for _, _, p in videos])
     preds: dict[str, str] = {}
-    batch = config.videos_per_batch
-    for start in tqdm(range(0, len(videos), batch), desc="captioning", leave=False,
-                      disable=None if config.progress else True, file=sys.stderr):
-        idx = list(range(start, min(start + batch, len(videos))))
-        caps = caption_features(model, vocab, bank.batch(idx).to(dev), config.decode, info["max_words"])
+    batches = caption_in_batches(model, vocab, bank.batch, range(len(videos)), config.videos_per_batch,
+                                 config.decode, info["max_words"], dev)
+    for idx, caps in tqdm(batches, desc="captioning", leave=False, total=-(-len(videos) // config.videos_per_batch),
+                          disable=None if config.progress else True, file=sys.stderr):
         preds.update({videos[i][0]: c for i, c in zip(idx, caps)})
     refs = {vid: caps for vid, caps, _ in videos}
     metrics: dict = {"videos": len(videos), "skipped": skipped, "beam": config.decode.beam,

@@ -26,7 +26,7 @@ from . import distributed as ddp
 from .config import ARCHITECTURE, DecodeConfig, TrainConfig, teacher_schedule_k
 from .checkpoint import make_checkpoint, model_from_checkpoint, read_checkpoint, write_checkpoint
 from .data import CaptionDataset, FeatureBank, attach_features, load_feature_config, load_labels, split_videos
-from .decode import caption_features
+from .decode import caption_in_batches
 from .embeddings import load_word_vectors
 from .metrics import mlds_bleu1_corpus
 from .models import Captioner, build_model
@@ -113,9 +113,7 @@ def validate(model: Captioner, vocab: Vocab, videos: list, bank: FeatureBank, da
         n += len(caps)
     preds = {}
     mine = ddp.my_part(list(range(len(videos))))
-    for start in range(0, len(mine), batch_size):
-        idx = mine[start : start + batch_size]
-        caps = caption_features(model, vocab, bank.batch(idx).to(device), DecodeConfig(), max_words)
+    for idx, caps in caption_in_batches(model, vocab, bank.batch, mine, batch_size, DecodeConfig(), max_words, device):
         preds.update({videos[i][0]: c for i, c in zip(idx, caps)})
     preds = ddp.merged(preds)
     return ddp.weighted_mean(total, n), mlds_bleu1_corpus(preds, {vid: refs for vid, refs, _ in videos})

@@ -52,8 +52,9 @@ def video_id(path: Path) -> str:
     return path.name
 
 
-def find_videos(source: str | os.PathLike) -> list[Path]:
-    """One file, or every video below a folder (recursively, sorted); ids must be unique."""
+def find_videos(source: str | os.PathLike, unique_ids: bool = True) -> list[Path]:
+    """One file, or every video below a folder (recursively, sorted); ids must be unique where a file is
+    written per id (extract), not where nothing is (caption: `unique_ids=False`)."""
     source = Path(source)
     if source.is_file():
         return [source]
@@ -63,7 +64,7 @@ def find_videos(source: str | os.PathLike) -> list[Path]:
     if not videos:
         raise VcapError(f"{source}: no videos found (looked for {', '.join(VIDEO_EXTENSIONS)})")
     seen: dict[str, Path] = {}
-    for path in videos:
+    for path in videos if unique_ids else ():
         if video_id(path) in seen:
             raise VcapError(f"{source}: two videos share the id {video_id(path)!r}: {seen[video_id(path)]} and {path}")
         seen[video_id(path)] = path

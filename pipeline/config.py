@@ -9,6 +9,7 @@ from vcap.captioner.config import DecodeConfig, EvalConfig, TrainConfig, train_c
 from vcap.config import check, check_float, check_int, field_names, pick
 from vcap.errors import VcapError
 from vcap.extract.config import ExtractConfig
+from vcap.pipeline.writers import parse_formats
 
 
 MIN_EVERY = 0.1  # seconds: the shortest window of timed captions (vcap caption --every, serve ?every=)
@@ -30,6 +31,8 @@ class CaptionConfig:
     every: float | None = None  # seconds: caption consecutive windows of this length instead of whole videos
     srt: str | None = None  # with `every`: write the timed captions of the one video as SubRip
     vtt: str | None = None  # ... or as WebVTT
+    output_dir: str | None = None  # a folder for the output files; None: print only
+    output_format: str | None = None  # the formats written to output_dir, comma-separated; None: all that apply
 
     def __post_init__(self):
         if not self.model:
@@ -39,6 +42,10 @@ class CaptionConfig:
             check_float(self, "every", MIN_EVERY)
         if (self.srt or self.vtt) and self.every is None:
             raise VcapError("--srt and --vtt write timed captions: give --every SECONDS too")
+        if self.output_format is not None and self.output_dir is None:
+            raise VcapError(f"--output-format {self.output_format} names what --output-dir gets: give --output-dir "
+                            f"DIR too")
+        parse_formats(self.output_format, self.every is not None)  # a bad name fails before the model loads
 
 
 @dataclass(frozen=True)
@@ -50,6 +57,7 @@ class ServeConfig(CaptionConfig):
     port: int = 8000
     allow_dir: str | None = None  # POST /caption {"paths": [...]} reads only below it; None: uploads only
     max_upload_mb: int = 512  # a request body past this is refused (413) while it streams
+    max_files: int = 64  # videos one request may hold (413 past it), so one request cannot hold the queue
 
     def __post_init__(self):
         super().__post_init__()
@@ -59,6 +67,7 @@ class ServeConfig(CaptionConfig):
         check(self.allow_dir is None or Path(self.allow_dir).is_dir(), "allow_dir", self.allow_dir,
               "not a folder")
         check_int(self, "max_upload_mb", 1, 1_000_000)
+        check_int(self, "max_files", 1, 100_000)
 
 
 @dataclass(frozen=True)
