@@ -179,3 +179,38 @@ def test_msvd_mapping_gives_the_usual_split(tmp_path):
     (tmp_path / "youtube_mapping.txt").write_bytes(mapping.read_bytes())
     counts = split_counts(read_labels(tmp_path / "MSR Video Description Corpus.csv"))
     assert {k: v[0] for k, v in counts.items()} == {"train": 1200, "val": 100, "test": 670}
+
+
+# ---- timed samples: features of a span's frames only ------------------------------------------------------
+
+def write_halves(path: Path, halves: list[tuple[int, int, int]], frames_each: int = 12) -> Path:
+    """An MJPG video (every frame coded alone, so a cut decodes to the same pixels) of one flat colour per half."""
+    import cv2
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 12.0, (64, 48))
+    for colour in halves:
+        for i in range(frames_each):
+            img = np.full((48, 64, 3), colour, np.uint8)
+            cv2.putText(img, str(i), (4, 40), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1)
+            writer.write(img)
+    writer.release()
+    return path
+
+
+def test_a_span_has_the_features_of_the_video_cut_to_it(tmp_path):
+    from vcap.extract.config import ExtractConfig
+    from vcap.extract.extractor import extract_folder
+
+    config = ExtractConfig(frames=4, size=64, weights="none", device="cpu", workers=0, precision="fp32")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "cut").mkdir()
+    write_halves(tmp_path / "full" / "v_abc.avi", [(200, 30, 30), (30, 30, 200)])
+    write_halves(tmp_path / "cut" / "v_abc.avi", [(30, 30, 200)])
+    spans = {"v_abc.avi": [("v_abc@0.00-1.00", (0.0, 1.0)), ("v_abc@1.00-2.00", (1.0, 2.0))]}
+    summary = extract_folder(tmp_path / "full", tmp_path / "feats", config, only=set(), spans=spans)
+    assert summary.done == 2 and not summary.failed
+    extract_folder(tmp_path / "cut", tmp_path / "cut_feats", config)
+    first, second = (np.load(tmp_path / "feats" / f"v_abc@{s}.npy") for s in ("0.00-1.00", "1.00-2.00"))
+    assert not np.allclose(first, second)
+    np.testing.assert_allclose(second, np.load(tmp_path / "cut_feats" / "v_abc.avi.npy"), rtol=1e-4, atol=1e-5)
+    assert sorted(p.name for p in (tmp_path / "feats").glob("*.npy")) == ["v_abc@0.00-1.00.npy", "v_abc@1.00-2.00.npy"]
