@@ -12,7 +12,7 @@ from torch.utils.data import Dataset
 
 from vcap.errors import VcapError, library_text
 
-from .datasets import feature_name, read_labels
+from .datasets import feature_name, has_split, read_labels
 from .vocab import PAD, Vocab
 
 # Features must lie within the float16 range: decoding and training run in half precision on GPUs, and
@@ -28,6 +28,11 @@ def load_labels(path: str | Path, format: str = "auto", split: str | None = None
     if not samples:
         raise VcapError(f"{path}: none of its videos{f' of split {split}' if split else ''} has captions")
     return [(feature_name(s, pattern), list(s.captions)) for s in samples]
+
+
+def labels_have_split(path: str | Path, format: str, split: str) -> bool:
+    """Whether a labels file's layout has splits and `split` is one of them."""
+    return has_split(read_labels(path, format), split)
 
 
 def load_feature_config(feats_dir: str | Path) -> dict | None:
