@@ -271,7 +271,8 @@ def _print_metrics(metrics: dict, scored_on: str) -> None:
 # ---- caption / serve / run -------------------------------------------------------------------------------
 
 MODEL = click.option("--model", envvar="VCAP_MODEL", type=click.Path(dir_okay=False),
-                     help="A checkpoint from `vcap train` (best.pt) [default: $VCAP_MODEL].")
+                     help="A checkpoint from `vcap train` (best.pt), a .safetensors from `vcap export`, or an "
+                     "http(s) URL to either, downloaded once and hash-checked [default: $VCAP_MODEL].")
 
 @main.command()
 @click.argument("videos", nargs=-1, required=True, type=click.Path())
@@ -379,6 +380,22 @@ def _split_line(name: str, counts: tuple[int, int, int]) -> str:
     videos, samples, captions = counts
     return f"{name} {videos:,} videos" + (f", {samples:,} segments" if samples != videos else "") + \
         f", {captions:,} captions"
+
+
+# ---- export ----------------------------------------------------------------------------------------------
+
+@main.command("export")
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--name", default=None, help="The file's name before its hash [default: vcap-<captioner>].")
+def export_cmd(checkpoint, out_dir, name) -> None:
+    """Write CHECKPOINT (a best.pt) as OUT_DIR/<name>-<sha256[:8]>.safetensors, a file anyone can load by
+    path or URL (--model), and a README.md model card beside it."""
+    from vcap.captioner.export import export_model
+
+    path = export_model(checkpoint, out_dir, name)
+    click.echo(f"model: {path}")
+    click.echo(f"card: {path.parent / 'README.md'}")
 
 
 # ---- data ------------------------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ def evaluate(config: EvalConfig) -> dict:
     if skipped:
         print(f"vcap: skipped {skipped} of {skipped + len(videos)} videos without features in {config.feats}",
               file=sys.stderr)
-    default_out = Path(config.model).parent / f"eval-{Path(config.labels).stem}"
+    default_out = Path(info["path"]).parent / f"eval-{Path(config.labels).stem}"
     out = ensure_folder(Path(config.out) if config.out is not None else default_out)  # fails now, not after the work
     bank = FeatureBank([p for _, _, p in videos])
     preds: dict[str, str] = {}
