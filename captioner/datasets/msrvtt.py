@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vcap.errors import VcapError
-
-from .sample import Sample, clean_captions, split_name
+from .sample import Sample, grouped_captions, objects, split_name
 
 NAME = "msrvtt"
+LAYOUT = "MSR-VTT videodatainfo"
 SUMMARY = 'MSR-VTT *_videodatainfo.json {"videos": [...], "sentences": [...]}, split train/validate/test'
 VIDEOS = "video_id videoN is the clip videoN.mp4 (the start/end times are within the YouTube video it was cut from)"
 
@@ -18,19 +17,6 @@ def detect(data) -> bool:
 
 
 def read(path: Path, data) -> list[Sample]:
-    videos, sentences = data.get("videos"), data.get("sentences")
-    if not isinstance(videos, list) or not isinstance(sentences, list):
-        raise VcapError(f"{path}: 'videos' and 'sentences' must be lists (MSR-VTT videodatainfo)")
-    captions: dict[str, list[str]] = {}
-    for i, sentence in enumerate(sentences):
-        if not isinstance(sentence, dict) or not isinstance(sentence.get("video_id"), str):
-            raise VcapError(f"{path}: sentences[{i}]: expected an object with 'video_id' and 'caption'")
-        captions.setdefault(sentence["video_id"], []).extend(
-            clean_captions(sentence.get("caption"), path, f"sentences[{i}]"))
-    out = []
-    for i, video in enumerate(videos):
-        if not isinstance(video, dict) or not isinstance(video.get("video_id"), str):
-            raise VcapError(f"{path}: videos[{i}]: expected an object with 'video_id' and 'split'")
-        vid = video["video_id"]
-        out.append(Sample(vid, vid, tuple(captions.get(vid, ())), split_name(video.get("split"), path, f"videos[{i}]")))
-    return out
+    captions = grouped_captions(data, "sentences", "video_id", path, LAYOUT)
+    return [Sample(vid, vid, tuple(captions.get(vid, ())), split_name(video.get("split"), path, where))
+            for vid, video, where in objects(data, "videos", "video_id", path, LAYOUT)]

@@ -6,6 +6,7 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from vcap.errors import VcapError
 
@@ -65,6 +66,25 @@ def clean_captions(captions, path: Path, where: str) -> tuple[str, ...]:
     if not isinstance(captions, (list, tuple)) or not all(isinstance(c, str) for c in captions):
         raise VcapError(f"{path}: {where}: captions must be strings")
     return tuple(c.strip() for c in captions if c.strip())
+
+
+def objects(data: dict, field: str, key: str, path: Path, layout: str) -> Iterator[tuple[str, dict, str]]:
+    """(its `key` as a string, the object, where it is) for each object of the list data[field] (MSR-VTT's
+    videos and sentences, COCO's images and annotations)."""
+    if not isinstance(data.get(field), list):
+        raise VcapError(f"{path}: '{field}' must be a list ({layout})")
+    for i, item in enumerate(data[field]):
+        if not isinstance(item, dict) or not isinstance(item.get(key), (str, int)):
+            raise VcapError(f"{path}: {field}[{i}]: expected an object with '{key}' ({layout})")
+        yield str(item[key]), item, f"{field}[{i}]"
+
+
+def grouped_captions(data: dict, field: str, key: str, path: Path, layout: str) -> dict[str, list[str]]:
+    """key -> its captions, from the list data[field] of {key, "caption"} objects."""
+    out: dict[str, list[str]] = {}
+    for value, item, where in objects(data, field, key, path, layout):
+        out.setdefault(value, []).extend(clean_captions(item.get("caption"), path, where))
+    return out
 
 
 def clean_span(segment, duration, path: Path, where: str) -> tuple[float, float]:
