@@ -204,13 +204,25 @@ def given_with_decode(values: dict) -> tuple[dict, DecodeConfig]:
 @options(FEATURES, RUNTIME, ("overwrite",))
 @click.option("--shard", default=None, metavar="I/N", help="Take share I of N (0 <= I < N) of the videos, e.g. "
               "one per job of an array; under torchrun each rank then takes its part of that share.")
-def extract(videos, out, shard, **values) -> None:
+@click.option("--labels", type=click.Path(dir_okay=False), default=None, help="Extract only the videos LABELS "
+              "names; a timed dataset's (ActivityNet, YouCook2) as one OUT/<video>@<start>-<end>.npy per span.")
+@options(("labels_format", "video_pattern"))
+def extract(videos, out, shard, labels, labels_format, video_pattern, **values) -> None:
     """Turn every video in VIDEOS (a folder, searched recursively, or one file) into OUT/<file name>.npy,
     float32 of shape (frames, feature dim). Finished files are kept: run again to resume."""
     from vcap.extract.extractor import extract_folder
 
     config = ExtractConfig(**given(values), **({"shard": parse_shard(shard)} if shard else {}))
-    summary = extract_folder(videos, out, config)
+    if labels is None:
+        summary = extract_folder(videos, out, config)
+    else:
+        from vcap.captioner.datasets import read_labels
+        from vcap.pipeline.datasets import extract_labelled
+
+        summary, resolved = extract_labelled(videos, out, config, read_labels(labels, labels_format or "auto"),
+                                             video_pattern)
+        if resolved.missing:
+            click.echo(f"vcap: {resolved.report(videos)}", err=True)
     elsewhere = summary.failed_everywhere - len(summary.failed)
     click.echo(f"extract: {summary.done} done, {summary.skipped} already there, {len(summary.failed)} failed"
                + (f" ({elsewhere} more on other ranks)" if elsewhere else "")

@@ -66,7 +66,8 @@ def attach_features(labels: list[tuple[str, list[str]]], feats_dir: str | Path, 
         shapes[f] = check_features(f, dim)
         kept.append((vid, caps, f))
     if not kept:
-        raise VcapError(f"{labels_path}: none of its {len(labels)} videos has features in {feats_dir}")
+        raise VcapError(f"{labels_path}: none of its {len(labels)} videos has features in {feats_dir} (make them "
+                        f"with `vcap extract VIDEOS {feats_dir} --labels {labels_path}`)")
     counts = Counter(shapes.values()).most_common()
     shape, n = counts[0]
     if len(counts) > 1:  # blame a file of a minority shape, not whichever file came first

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from vcap.captioner.datasets import Sample, detect_format, feature_name, read_labels, split_counts, video_file
 from vcap.errors import VcapError
+from vcap.extract.config import ExtractConfig
 from vcap.extract.sampler import VIDEO_EXTENSIONS
 
 SHOWN_MISSING = 5  # missing videos named in a report; the rest are counted
@@ -76,6 +77,19 @@ def extraction_plan(samples: list[Sample], resolved: Resolved, pattern: str | No
         else:
             spans.setdefault(path.name, []).append((feature_name(sample, pattern), sample.span))
     return whole, spans
+
+
+def extract_labelled(videos: str | Path, out: str | Path, config: ExtractConfig, samples: list[Sample],
+                     pattern: str | None = None, all_videos: bool = False):
+    """Extract the videos `samples` name (a timed sample: its span only) from VIDEOS (a folder; one file is
+    taken whole) into OUT; with `all_videos`, every video there. -> (ExtractSummary, Resolved)."""
+    from vcap.extract.extractor import extract_folder
+
+    folder = Path(videos).is_dir()
+    resolved = resolve_videos(samples, videos, pattern) if folder else Resolved()
+    whole, spans = extraction_plan(samples, resolved, pattern)
+    only = None if all_videos or not folder else whole
+    return extract_folder(videos, out, config, only=only, spans=spans), resolved
 
 
 def describe(labels: str | Path, format: str = "auto", videos: str | Path | None = None,

@@ -8,9 +8,8 @@ from vcap.captioner.config import EvalConfig
 from vcap.captioner.datasets import has_split, read_labels, split_counts
 from vcap.captioner.evaluate import evaluate
 from vcap.captioner.train import train
-from vcap.extract.extractor import ExtractSummary, extract_folder
 from vcap.pipeline.config import RunConfig
-from vcap.pipeline.datasets import Resolved, extraction_plan, resolve_videos
+from vcap.pipeline.datasets import extract_labelled
 
 
 def run_all(config: RunConfig) -> dict:
@@ -24,11 +23,8 @@ def run_all(config: RunConfig) -> dict:
     out, train_config = Path(config.out), config.train
     samples = read_labels(config.labels, train_config.labels_format)
     extra = read_labels(train_config.val_labels, train_config.labels_format) if train_config.val_labels else []
-    resolved = resolve_videos(samples + extra, config.videos, train_config.video_pattern) \
-        if Path(config.videos).is_dir() else Resolved()
-    whole, spans = extraction_plan(samples + extra, resolved, train_config.video_pattern)
-    only = None if config.all_videos or not Path(config.videos).is_dir() else whole
-    extracted: ExtractSummary = extract_folder(config.videos, out / "feats", config.extract, only=only, spans=spans)
+    extracted, resolved = extract_labelled(config.videos, out / "feats", config.extract, samples + extra,
+                                           train_config.video_pattern, config.all_videos)
     ddp.barrier()  # under torchrun (joined by extraction): every rank's features are on disk before training
     trained = train(train_config)
     result = {"extract": extracted, "train": trained, "metrics": None, "scored_on": None,

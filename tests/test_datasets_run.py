@@ -70,3 +70,38 @@ def test_run_trains_on_train_selects_on_validate_and_scores_test_only(msrvtt, tm
     assert scored_again.exit_code == 0, scored_again.output
     assert {r["image_id"] for r in json.loads((tmp_path / "val" / "coco_results.json").read_text())} == {
         "video4", "video5"}
+
+
+@pytest.fixture
+def activitynet(tmp_path, make_video):
+    """v_a.mp4 .. v_d.mp4 (2 s each) and an ActivityNet train.json with two timed sentences a video (+ v_e, absent)."""
+    labels = {}
+    for k, name in enumerate("abcde"):
+        labels[f"v_{name}"] = {"duration": 2.0, "timestamps": [[0, 1.0], [2.01, 1.0]],  # reversed, past the end
+                               "sentences": [" a square moves", " the square stops"]}
+        if name != "e":
+            make_video(f"v_{name}.mp4", frames=24, fps=12.0, seed=k)
+    path = tmp_path / "train.json"
+    path.write_text(json.dumps(labels))
+    return tmp_path / "videos", path
+
+
+def test_extract_with_labels_writes_one_feature_file_per_span(activitynet, tmp_path):
+    videos, labels = activitynet
+    result = invoke("extract", videos, tmp_path / "feats", "--labels", labels, *FEATURES)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "feats").glob("*.npy")) == sorted(
+        f"v_{n}@{span}.npy" for n in "abcd" for span in ("0.00-1.00", "1.00-2.00"))
+    assert "1 of 5 videos are not in" in result.stderr and "v_e" in result.stderr
+
+
+@pytest.mark.slow
+def test_run_trains_a_timed_dataset_on_its_spans(activitynet, tmp_path):
+    videos, labels = activitynet
+    out = tmp_path / "run"
+    result = invoke("run", videos, labels, "--out", out, *FEATURES, *TRAIN, "--val-fraction", "0.25")
+    assert result.exit_code == 0, result.output
+    assert "labels: train 5 videos, 10 segments, 10 captions" in result.output
+    assert len(list((out / "feats").glob("v_*@*.npy"))) == 8
+    scored = json.loads((out / "eval" / "predictions.json").read_text())
+    assert scored and all("@" in key for key in scored) and "held out of training" in result.output
