@@ -25,7 +25,8 @@ from vcap.files import ensure_folder, hold_folder, remove_stale_temps, signals_d
 from . import distributed as ddp
 from .config import ARCHITECTURE, DecodeConfig, TrainConfig, teacher_schedule_k
 from .checkpoint import make_checkpoint, model_from_checkpoint, read_checkpoint, write_checkpoint
-from .data import CaptionDataset, FeatureBank, attach_features, load_feature_config, load_labels, split_videos
+from .data import (CaptionDataset, FeatureBank, attach_features, labels_have_split, load_feature_config, load_labels,
+                   split_videos)
 from .decode import caption_in_batches
 from .embeddings import load_word_vectors
 from .metrics import mlds_bleu1_corpus
@@ -156,12 +157,28 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _videos(labels_path: str, feats: str, role: str) -> tuple[list, tuple[int, int]]:
-    videos, skipped, shape = attach_features(load_labels(labels_path), feats, labels_path)
+def _videos(labels_path: str, feats: str, role: str, config: TrainConfig,
+            split: str) -> tuple[list, tuple[int, int]]:
+    labels = load_labels(labels_path, config.labels_format, split, config.video_pattern)
+    videos, skipped, shape = attach_features(labels, feats, labels_path)
     if skipped:
         print(f"vcap: {role}: skipped {skipped} of {skipped + len(videos)} videos without features in {feats}",
               file=sys.stderr)
     return videos, shape
+
+
+def _train_and_val_videos(config: TrainConfig) -> tuple[list, list, tuple[int, int]]:
+    """Training videos (LABELS' --split) and validation videos: --val-labels, else LABELS' --val-split where
+    its layout has one (MSR-VTT's validate), else a seeded --val-fraction share of the training videos."""
+    videos, shape = _videos(config.labels, config.feats, "training labels", config, config.split)
+    val_source = config.val_labels or (config.labels if labels_have_split(config.labels, config.labels_format,
+                                                                          config.val_split) else None)
+    if val_source is None:
+        return (*split_videos(videos, config.val_fraction, config.seed), shape)
+    val_videos, val_shape = _videos(val_source, config.feats, "validation labels", config, config.val_split)
+    if val_shape != shape:
+        raise VcapError(f"{val_source}: feature shape {val_shape} differs from training {shape}")
+    return videos, val_videos, shape
 
 
 RUN_FILES = ("best.pt", "last.pt", "history.csv", "history.png", "config.json")
@@ -237,14 +254,7 @@ def _train(config: TrainConfig, out: Path, device: torch.device, precision: str,
     schedule = teacher_schedule(config.teacher_forcing)
     torch.manual_seed(config.seed)
 
-    videos, shape = _videos(config.labels, config.feats, "training labels")
-    if config.val_labels:
-        val_videos, val_shape = _videos(config.val_labels, config.feats, "validation labels")
-        if val_shape != shape:
-            raise VcapError(f"{config.val_labels}: feature shape {val_shape} differs from training {shape}")
-        train_videos = videos
-    else:
-        train_videos, val_videos = split_videos(videos, config.val_fraction, config.seed)
+    train_videos, val_videos, shape = _train_and_val_videos(config)
     if not train_videos or not val_videos:
         raise VcapError(f"{config.labels}: need at least 2 videos with features to hold some out for validation")
 

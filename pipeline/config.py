@@ -81,12 +81,14 @@ class RunConfig:
     train: TrainConfig  # its feats, labels and out point into OUT
     decode: DecodeConfig = DecodeConfig()
     all_videos: bool = False  # extract every video in VIDEOS, not only those LABELS names
+    test_split: str | None = EvalConfig.split  # the split of LABELS scored, where its layout has one
 
 
 def run_config(videos: str, labels: str, out: str, **options) -> RunConfig:
     """Share one command's options among the stages by name: --device, --precision and --overwrite go to
     both extraction and training, --max-words to training and decoding."""
-    known = field_names(ExtractConfig) | field_names(TrainConfig) | field_names(DecodeConfig) | {"all_videos"}
+    known = field_names(ExtractConfig) | field_names(TrainConfig) | field_names(DecodeConfig) | {"all_videos",
+                                                                                                 "test_split"}
     unknown = set(options) - known
     if unknown:
         raise TypeError(f"run_config: unknown options {sorted(unknown)}")
@@ -95,4 +97,5 @@ def run_config(videos: str, labels: str, out: str, **options) -> RunConfig:
                          out=str(root / "model"))  # resumed: the model's settings from OUT/model/last.pt
     return RunConfig(videos=str(videos), labels=str(labels), out=str(out),
                      extract=ExtractConfig(**pick(options, ExtractConfig)), train=train, decode=DecodeConfig(**pick(options, DecodeConfig)),
-                     all_videos=bool(options.get("all_videos", False)))
+                     all_videos=bool(options.get("all_videos", False)),
+                     **({"test_split": options["test_split"]} if "test_split" in options else {}))
