@@ -9,12 +9,11 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from vcap.config import field_names
@@ -25,8 +24,8 @@ from vcap.files import ensure_folder, hold_folder, remove_stale_temps, signals_d
 from . import distributed as ddp
 from .config import ARCHITECTURE, DecodeConfig, TrainConfig, teacher_schedule_k
 from .checkpoint import make_checkpoint, model_from_checkpoint, read_checkpoint, write_checkpoint
-from .data import (CaptionDataset, FeatureBank, attach_features, labels_have_split, load_feature_config, load_labels,
-                   split_videos)
+from .data import (CaptionDataset, FeatureBank, attach_features, batch_loader, labels_have_split, load_feature_config,
+                   load_labels, split_videos)
 from .decode import caption_in_batches
 from .embeddings import load_word_vectors
 from .metrics import mlds_bleu1_corpus
@@ -70,7 +69,7 @@ def epoch_batches(dataset: CaptionDataset, batch_size: int, captions_per_video: 
     return [flat[i : i + batch_size] for i in range(0, len(flat), batch_size)]
 
 
-def train_epoch(model: Captioner, loader: DataLoader, opt: torch.optim.Optimizer, device: torch.device,
+def train_epoch(model: Captioner, loader: Iterable, opt: torch.optim.Optimizer, device: torch.device,
                 precision: str, scaler: torch.amp.GradScaler, schedule: Callable[[int], float],
                 step: int, grad_clip: float, desc: str = "", progress: bool = True,
                 label_smoothing: float = 0.0) -> tuple[float, int]:
@@ -329,8 +328,7 @@ def _train(config: TrainConfig, out: Path, device: torch.device, precision: str,
             # every rank a sample is skipped by all), so K ranks follow one process's path.
             batches = epoch_batches(dataset, config.batch_size, config.captions_per_video, config.seed * 100003 + epoch)
             batches = [ddp.my_part(b) for b in batches if len(b) >= ddp.world_size()]
-            loader = DataLoader(dataset, batch_sampler=batches, collate_fn=dataset.collate,
-                                pin_memory=device.type == "cuda")
+            loader = batch_loader(dataset, batches, pin_memory=device.type == "cuda")
             train_loss, step = train_epoch(net, loader, opt, device, precision, scaler, schedule, step,
                                            config.grad_clip,
                                            desc=f"epoch {epoch + 1}/{config.epochs}", progress=config.progress,

@@ -176,8 +176,9 @@ def test_float16_storage_is_the_cast_of_the_float32_features_and_trains(tmp_path
 
 def test_features_beyond_float16s_range_are_a_failure_not_an_inf(tmp_path, make_video, monkeypatch):
     make_video("a.mp4")
-    huge = lambda self, paths: ((p, np.full((4, 4096), 1e6, np.float32), None) for p in paths)  # noqa: E731
-    monkeypatch.setattr(FeatureExtractor, "features", huge)
+    huge = lambda self, paths, spans: ((i, np.full((4, 4096), 1e6, np.float32), None)  # noqa: E731
+                                       for i in range(len(paths)))
+    monkeypatch.setattr(FeatureExtractor, "indexed_features", huge)
     summary = extract_folder(tmp_path / "videos", tmp_path / "feats", ExtractConfig(**SMALL, dtype="float16"))
     assert summary.done == 0 and "float16's range" in summary.failed["a.mp4"]
     assert not list((tmp_path / "feats").glob("*.npy"))

@@ -18,7 +18,7 @@ from vcap.errors import VcapError
 from . import activitynet, coco, mlds, msrvtt, msvd_csv, vatex, youcook2
 from .sample import SPLITS, Sample, id_problem, span_suffix
 
-__all__ = ["READERS", "FORMATS", "SPLITS", "Sample", "read_labels", "select_split", "feature_name", "split_counts"]
+__all__ = ["READERS", "FORMATS", "SPLITS", "Sample", "read_labels", "register", "select_split", "feature_name", "split_counts"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,18 @@ class Reader:
 MODULES = (msrvtt, coco, youcook2, activitynet, vatex, msvd_csv, mlds)
 READERS = {module.NAME: Reader.of(module) for module in MODULES}
 FORMATS = ("auto", *READERS)
+
+
+def register(module: Any) -> Reader:
+    """Add a layout from your own code: a module, or any object with NAME, SUMMARY, VIDEOS, detect and read (and
+    TEXT for a text file). Auto-detection tries it before the MLDS list, which any JSON list matches."""
+    reader = Reader.of(module)
+    if reader.name in READERS:
+        raise ValueError(f"label layout {reader.name!r} is registered twice")
+    loosest = READERS.pop("mlds")
+    READERS[reader.name] = reader
+    READERS["mlds"] = loosest
+    return reader
 
 
 def read_labels(path: str | Path, format: str = "auto", split: str | None = None) -> list[Sample]:
