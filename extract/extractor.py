@@ -223,6 +223,35 @@ def feature_settings(config: ExtractConfig) -> dict:
     }
 
 
+def features_problem(path: Path, frames: int) -> str | None:
+    """Why a features file that a resumed extraction finds is not whole, or None: its header, shape and size,
+    read without loading it (a file from another program, or cut short outside vcap's writer)."""
+    try:
+        with path.open("rb") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) \
+                else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read_header(f)
+            header_end = f.tell()
+    except (OSError, ValueError) as exc:
+        return f"not a .npy file ({library_text(exc)})"
+    if dtype != np.float32 or len(shape) != 2 or shape[0] != frames or shape[1] < 1:
+        return f"holds {dtype} {shape}, not float32 ({frames}, feature dim)"
+    if path.stat().st_size != header_end + shape[0] * shape[1] * 4:
+        return f"is {path.stat().st_size} bytes, not the {header_end + shape[0] * shape[1] * 4} its header says"
+    return None
+
+
+def _kept(path: Path, frames: int) -> bool:
+    """Whether a resumed extraction keeps `path`: there and whole; one that is not is made again, said so."""
+    if not path.exists():
+        return False
+    problem = features_problem(path, frames)
+    if problem:
+        print(f"vcap: {path}: {problem}; extracting it again", file=sys.stderr)
+    return problem is None
+
+
 def extract_folder(source: str | os.PathLike, out: str | os.PathLike, config: ExtractConfig,
                    only: set[str] | None = None) -> ExtractSummary:
     """`vcap extract`: one `<video id>.npy` per video in `out`; finished files are kept (resume).
@@ -266,7 +295,7 @@ def _extract_share(source: str | os.PathLike, out: str | os.PathLike, config: Ex
     settings = feature_settings(config)
     check_settings(out, settings)
     summary = ExtractSummary()
-    todo = [v for v in videos if config.overwrite or not (out / f"{video_id(v)}.npy").exists()]
+    todo = [v for v in videos if config.overwrite or not _kept(out / f"{video_id(v)}.npy", config.frames)]
     summary.skipped = len(videos) - len(todo)
     if not todo:
         return summary
