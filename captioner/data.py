@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import Dataset
 
 from vcap.errors import VcapError, library_text
+from vcap.files import read_json
 
 from .vocab import PAD, Vocab
 
@@ -23,12 +24,7 @@ FEATURE_LIMIT = 65504.0
 def load_labels(path: str | Path) -> list[tuple[str, list[str]]]:
     """Read an MLDS labels file: [{"id": "<video>", "caption": ["...", ...]}, ...] -> [(id, captions)]."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise VcapError(f"{path}: no such labels file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise VcapError(f"{path}: not valid JSON ({exc})") from None
+    data = read_json(path, "labels")
     if not isinstance(data, list):
         raise VcapError(f'{path}: expected a JSON list of {{"id": ..., "caption": [...]}}, got {type(data).__name__}')
     out = []
@@ -74,7 +70,7 @@ def load_feature_config(feats_dir: str | Path) -> dict | None:
         return None
     try:
         config = json.loads(path.read_text(encoding="utf-8")).get("features")
-    except (json.JSONDecodeError, AttributeError) as exc:
+    except (json.JSONDecodeError, AttributeError, RecursionError) as exc:
         raise VcapError(f"{path}: not a valid feature manifest ({exc})") from None
     return json.loads(json.dumps(config)) if isinstance(config, dict) else None
 

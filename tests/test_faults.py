@@ -262,3 +262,28 @@ def test_every_id_vcap_accepts_reads_back_from_each_file_it_writes(tmp_path):
         labels.write_text(json.dumps(data))
         result = invoke("train", feats, labels, "--out", tmp_path / "other", *SMALL)
         assert result.exit_code == 2 and "holds a control character or line break" in lines(result)[0]
+
+
+def test_labels_that_exhaust_the_json_parser_are_one_line(tmp_path):
+    feats, _ = make_synthetic(tmp_path, n_videos=4)
+    labels = tmp_path / "deep.json"
+    labels.write_text("[" * 100_000 + "]" * 100_000)  # valid JSON, deeper than Python's recursion goes
+    result = invoke("train", feats, labels, "--out", tmp_path / "run")
+    assert result.exit_code == 2
+    assert lines(result) == [f"vcap: error: {labels}: nested too deeply to be a labels file"]
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("command, option, value, said", [
+    ("train", "--seed", "99999999999999999999", "99999999999999999999: must be a whole number >= 0 and <= 2147483647"),
+    ("train", "--batch-size", str(2**64), f"{2**64}: must be a whole number >= 1 and <= 2147483647"),
+    ("train", "--grad-clip", "1e300", "1e+300: must be a finite number >= 0 and <= 1e+09"),
+    ("caption", "--every", "1e300", "1e+300: must be a finite number >= 0.1 and <= 1e+09"),
+])
+def test_an_option_past_what_its_conversion_holds_is_one_line(tmp_path, make_video, command, option, value, said):
+    feats, labels = make_synthetic(tmp_path, n_videos=4)
+    args = {"train": [feats, labels, "--out", tmp_path / "run"],
+            "caption": [make_video(), "--model", tmp_path / "best.pt"]}[command]
+    result = invoke(command, *args, option, value)
+    assert result.exit_code == 2
+    assert lines(result) == [f"vcap: error: {option} {said}"]
