@@ -215,9 +215,26 @@ def _recorded_config(ckpt: dict, path: Path) -> dict:
     if not isinstance(recorded, dict) or "captioner" not in recorded:
         raise VcapError(f"{path}: written by an older vcap (checkpoint format {ckpt.get('version')}), which "
                         f"cannot be resumed; caption and evaluate still read it; train anew with --overwrite")
+    problem = _resume_state_problem(ckpt)
+    if problem:
+        raise VcapError(f"{path}: cannot be resumed: {problem}; train anew with --overwrite")
     known = field_names(TrainConfig)
     # a run from before captions_per_video trained on independent samples, and resumes so
     return {"captions_per_video": 1, **{k: v for k, v in recorded.items() if k in known}}
+
+
+def _resume_state_problem(ckpt: dict) -> str | None:
+    """How last.pt's training state (beyond the model, which read_checkpoint checks) is not whole, or None."""
+    epoch, step, history, rng = ckpt.get("epoch"), ckpt.get("step"), ckpt.get("history"), ckpt.get("rng")
+    if not isinstance(ckpt.get("optimizer"), dict) or not isinstance(rng, dict) \
+            or not isinstance(rng.get("torch"), torch.Tensor):
+        return "its optimizer or random-number state is missing"
+    if not isinstance(epoch, int) or epoch < 1 or not isinstance(step, int) or step < 0:
+        return f"its epoch {epoch!r} or step {step!r} is not a count"
+    if not isinstance(history, list) or [h.get("epoch") if isinstance(h, dict) else None for h in history] \
+            != list(range(1, epoch + 1)):
+        return f"its history does not list epochs 1 to {epoch}"
+    return None
 
 
 def _check_out(config: TrainConfig, out: Path) -> None:

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from vcap.extract.backbone import FrameEncoder, load_backbone, weights_id
-from vcap.extract.config import BACKBONES, COMPILE_MIN_FRAMES, ExtractConfig
+from vcap.extract.config import BACKBONES, COMPILE_MIN_FRAMES, FEATURE_DTYPES, ExtractConfig
 from vcap.extract.manifest import check_settings, claim_folder, record_results
 from vcap.extract.sampler import VIDEO_EXTENSIONS, read_frames, sample_indices
 from vcap.device import compile_quietly, dtype_of, join_torchrun, resolve_device, resolve_precision
@@ -256,6 +256,36 @@ def feature_settings(config: ExtractConfig) -> dict:
     }
 
 
+def features_problem(path: Path, frames: int) -> str | None:
+    """Why a features file that a resumed extraction finds is not whole, or None: its header, shape and size,
+    read without loading it (a file from another program, or cut short outside vcap's writer)."""
+    try:
+        with path.open("rb") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) \
+                else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read_header(f)
+            header_end = f.tell()
+    except (OSError, ValueError) as exc:
+        return f"not a .npy file ({library_text(exc)})"
+    if dtype.name not in FEATURE_DTYPES or len(shape) != 2 or shape[0] != frames or shape[1] < 1:
+        return f"holds {dtype} {shape}, not {' or '.join(FEATURE_DTYPES)} ({frames}, feature dim)"
+    size = header_end + shape[0] * shape[1] * dtype.itemsize
+    if path.stat().st_size != size:
+        return f"is {path.stat().st_size} bytes, not the {size} its header says"
+    return None
+
+
+def _kept(path: Path, frames: int) -> bool:
+    """Whether a resumed extraction keeps `path`: there and whole; one that is not is made again, said so."""
+    if not path.exists():
+        return False
+    problem = features_problem(path, frames)
+    if problem:
+        print(f"vcap: {path}: {problem}; extracting it again", file=sys.stderr)
+    return problem is None
+
+
 def extract_folder(source: str | os.PathLike, out: str | os.PathLike, config: ExtractConfig,
                    only: set[str] | None = None, spans: dict[str, list[tuple[str, Span]]] | None = None
                    ) -> ExtractSummary:
@@ -303,7 +333,7 @@ def _extract_share(source: str | os.PathLike, out: str | os.PathLike, config: Ex
     check_settings(out, settings)
     summary = ExtractSummary()
     jobs = [(v, span, name) for v in videos for name, span in spans.get(video_id(v), [(video_id(v), None)])]
-    todo = [job for job in jobs if config.overwrite or not (out / f"{job[2]}.npy").exists()]
+    todo = [job for job in jobs if config.overwrite or not _kept(out / f"{job[2]}.npy", config.frames)]
     summary.skipped = len(jobs) - len(todo)
     if not todo:
         return summary

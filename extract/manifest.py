@@ -28,7 +28,7 @@ def read_manifest(out: str | Path, fix: str = "make it again with `vcap extract`
         manifest = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(manifest["features"], dict):
             raise TypeError
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         raise VcapError(f"{path}: not a vcap feature manifest; {fix}") from None
     return manifest
 

@@ -6,13 +6,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vcap.captioner.config import DecodeConfig, EvalConfig, TrainConfig, train_config
-from vcap.config import check, check_float, check_int, field_names, pick
+from vcap.config import NUMBER_LIMIT, check, check_float, check_int, field_names, pick
 from vcap.errors import VcapError
 from vcap.extract.config import ExtractConfig
 from vcap.pipeline.writers import parse_formats
 
 
 MIN_EVERY = 0.1  # seconds: the shortest window of timed captions (vcap caption --every, serve ?every=)
+MAX_EVERY = NUMBER_LIMIT  # the longest: seconds times frames per second must still make a frame index
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ class CaptionConfig:
             raise VcapError("no model: pass --model PATH (a best.pt from `vcap train`) or set VCAP_MODEL")
         check_int(self, "videos_per_batch", 1)
         if self.every is not None:
-            check_float(self, "every", MIN_EVERY)
+            check_float(self, "every", MIN_EVERY, MAX_EVERY)
         if (self.srt or self.vtt) and self.every is None:
             raise VcapError("--srt and --vtt write timed captions: give --every SECONDS too")
         if self.output_format is not None and self.output_dir is None:

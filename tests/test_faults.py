@@ -12,6 +12,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -209,3 +210,80 @@ def test_an_evaluation_into_a_folder_in_use_is_refused(old_run, tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_resumed_run_checks_the_training_state_of_last_pt(old_run):
+    feats, labels, out = old_run
+    last = torch.load(out / "last.pt", weights_only=True)
+    del last["optimizer"]
+    torch.save(last, out / "last.pt")
+    result = invoke("train", feats, labels, "--out", out, "--resume", "--epochs", "2")
+    assert result.exit_code == 2
+    assert lines(result) == [f"vcap: error: {out / 'last.pt'}: cannot be resumed: its optimizer or random-number "
+                             f"state is missing; train anew with --overwrite"]
+
+
+def test_a_resumed_extraction_makes_again_the_features_files_that_are_not_whole(tmp_path, make_video):
+    from vcap.extract.config import ExtractConfig
+    from vcap.extract.extractor import extract_folder
+
+    for i in range(3):
+        make_video(f"v{i}.mp4", seed=i)
+    out = tmp_path / "feats"
+    config = ExtractConfig(frames=2, size=32, weights="none", device="cpu", workers=0)
+    extract_folder(tmp_path / "videos", out, config)
+    whole = (out / "v0.mp4.npy").read_bytes()
+    (out / "v1.mp4.npy").write_bytes(whole[:-8])  # cut short
+    (out / "v2.mp4.npy").write_bytes(b"\x93NUMPY garbage")
+    summary = extract_folder(tmp_path / "videos", out, config)
+    assert (summary.done, summary.skipped) == (2, 1)
+    assert {np.load(out / f"v{i}.mp4.npy").shape for i in range(3)} == {np.load(out / "v0.mp4.npy").shape}
+
+
+def test_every_id_vcap_accepts_reads_back_from_each_file_it_writes(tmp_path):
+    """predictions.txt is "id,caption" per line: a caption holds no comma (the tokenizer drops punctuation), so
+    the last comma ends the id; an id that would break a line is refused where labels are read."""
+    feats, labels = make_synthetic(tmp_path, n_videos=8)
+    data = json.loads(labels.read_text())
+    odd = ["a, b.avi", "लाल ü.avi", "x\u200dy \"q\".avi", ",,.avi"]
+    for item, new in zip(data, odd):
+        (feats / f"{item['id']}.npy").rename(feats / f"{new}.npy")
+        item["id"] = new
+    labels.write_text(json.dumps(data))
+    out = tmp_path / "run"
+    assert invoke("train", feats, labels, "--out", out, "--epochs", "1", "--val-fraction", "0.5", *SMALL).exit_code == 0
+    assert invoke("evaluate", out / "best.pt", feats, labels, "--out", tmp_path / "eval").exit_code == 0
+    text = (tmp_path / "eval" / "predictions.txt").read_text(encoding="utf-8")
+    from_txt = dict(line.rsplit(",", 1) for line in text.split("\n") if line)
+    assert from_txt == json.loads((tmp_path / "eval" / "predictions.json").read_text(encoding="utf-8"))
+    assert set(from_txt) == {item["id"] for item in data}
+    for breaking in ("two\u2028lines.avi", "nel\x85.avi", "del\x7f.avi"):
+        data[0]["id"] = breaking
+        labels.write_text(json.dumps(data))
+        result = invoke("train", feats, labels, "--out", tmp_path / "other", *SMALL)
+        assert result.exit_code == 2 and "holds a control character or line break" in lines(result)[0]
+
+
+def test_labels_that_exhaust_the_json_parser_are_one_line(tmp_path):
+    feats, _ = make_synthetic(tmp_path, n_videos=4)
+    labels = tmp_path / "deep.json"
+    labels.write_text("[" * 100_000 + "]" * 100_000)  # valid JSON, deeper than Python's recursion goes
+    result = invoke("train", feats, labels, "--out", tmp_path / "run")
+    assert result.exit_code == 2
+    assert lines(result) == [f"vcap: error: {labels}: nested too deeply to be a labels file"]
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("command, option, value, said", [
+    ("train", "--seed", "99999999999999999999", "99999999999999999999: must be a whole number >= 0 and <= 2147483647"),
+    ("train", "--batch-size", str(2**64), f"{2**64}: must be a whole number >= 1 and <= 2147483647"),
+    ("train", "--grad-clip", "1e300", "1e+300: must be a finite number >= 0 and <= 1e+09"),
+    ("caption", "--every", "1e300", "1e+300: must be a finite number >= 0.1 and <= 1e+09"),
+])
+def test_an_option_past_what_its_conversion_holds_is_one_line(tmp_path, make_video, command, option, value, said):
+    feats, labels = make_synthetic(tmp_path, n_videos=4)
+    args = {"train": [feats, labels, "--out", tmp_path / "run"],
+            "caption": [make_video(), "--model", tmp_path / "best.pt"]}[command]
+    result = invoke(command, *args, option, value)
+    assert result.exit_code == 2
+    assert lines(result) == [f"vcap: error: {option} {said}"]

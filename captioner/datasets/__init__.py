@@ -97,6 +97,8 @@ def _parse(path: Path, text: bool | None) -> Any:
         return json.loads(content)
     except json.JSONDecodeError as exc:
         raise VcapError(f"{path}: not valid JSON ({exc})") from None
+    except RecursionError:  # valid JSON nested deeper than the parser goes
+        raise VcapError(f"{path}: nested too deeply to be a labels file") from None
 
 
 def select_split(samples: list[Sample], split: str | None, path: str | Path) -> list[Sample]:

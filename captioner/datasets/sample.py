@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -33,8 +34,8 @@ def id_problem(vid: str) -> str | None:
         return "is a folder name"
     if "/" in vid or "\\" in vid:
         return "holds a path separator"
-    if any(ord(c) < 32 for c in vid):
-        return "holds a control character"
+    if any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in vid):  # a line-oriented output keeps an id whole
+        return "holds a control character or line break"
     if len(f"{vid}.npy".encode("utf-8", "surrogatepass")) > 255:
         return "is too long for a file name"
     return None
