@@ -1,6 +1,6 @@
 """OpenCV's decoder, the last resort: it reads what FFmpeg builds into the OpenCV wheel can.
 
-It reads sequentially: OpenCV's per-frame seeking was measured 5-90x slower than reading in order on H.264."""
+It reads sequentially: OpenCV's per-frame seeking is many times slower than reading in order on H.264."""
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,11 +1,13 @@
 """Frame sampling: uniform indices, both decoders, and every kind of bad file a user can hand us."""
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 
 from vcap.extract import sampler
-from vcap.extract.sampler import read_frames, sample_indices
+from vcap.extract.sampler import read_frames, read_windows, sample_indices, window_plan
 from vcap.errors import VcapError
 
 needs_decord = pytest.mark.skipif(sampler.decoder("decord").library is None, reason="decord is not installed")
@@ -89,3 +91,24 @@ def test_decoders_agree_on_real_clips_where_decord_random_access_does_not(shared
         a = read_frames(clip, 16, size=64, backend="decord").astype(int)
         b = read_frames(clip, 16, size=64, backend="opencv").astype(int)
         assert np.abs(a - b).mean() < 1.0, clip
+
+
+@pytest.mark.parametrize("backend", ["opencv", pytest.param("pyav", marks=needs_av)])
+def test_windows_arrive_in_batches_as_read_frames_plans_them(make_video, backend):
+    """read_windows streams what read_frames gives for the same plan, a few windows at a time."""
+    path = make_video("v.avi", frames=60, fps=12, fourcc="MJPG")
+    batches = list(read_windows(path, 3, 1.0, size=32, backend=backend, frames_per_pass=6))
+    assert [len(spans) for spans, _ in batches] == [2, 2, 1]
+    spans = [span for taken, _ in batches for span in taken]
+    assert spans == [(i, i + 1) for i in range(5)]
+    planned: list = []
+    want = read_frames(path, 3, size=32, backend=backend, plan=window_plan(12.0, 1.0, 3, planned))
+    np.testing.assert_array_equal(np.concatenate([f for _, f in batches]).reshape(-1, 32, 32, 3), want)
+
+
+def test_a_caller_that_stops_early_stops_the_decoding_thread(make_video):
+    windows = read_windows(make_video("v.avi", frames=60, fps=12, fourcc="MJPG"), 3, 1.0, size=32,
+                           frames_per_pass=3)
+    next(windows)
+    windows.close()  # returns: the thread decoding ahead ends with it
+    assert not [t for t in threading.enumerate() if t.name == "vcap-decode"]
