@@ -8,6 +8,7 @@ at which the last one ends or None). It stops early at the end of the stream.
 """
 from __future__ import annotations
 
+import importlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ os.environ.setdefault("OPENCV_LOG_LEVEL", "OFF")  # OpenCV's C++ warnings: a bad
 import cv2  # noqa: E402
 
 from vcap.errors import VcapError  # noqa: E402
+from vcap.extract.config import DECODER_MODULES  # noqa: E402
 
 Plan = Callable[[int], np.ndarray]  # a video's frame count -> the frame indices to take, in order
 Frames = Generator[tuple[int, np.ndarray], None, tuple[int, "float | None"]]
@@ -44,6 +46,11 @@ class Decoder:
         if self.groups is not None:
             return self.groups(path, plan, group, size, header, threads)
         return sequential_groups(self.decode, path, plan, group, size, header)
+
+
+def decoder(name: str) -> Decoder:
+    """The registry entry of decoder `name` (extract/config.py's DECODER_MODULES; its module imported now)."""
+    return importlib.import_module(DECODER_MODULES[name]).DECODER
 
 
 def resize_rgb(frames: list[np.ndarray], size: int) -> np.ndarray:
