@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from vcap.errors import VcapError
-from vcap.extract.decoding import Decoder, Frames, Groups, Header, Plan, assemble, resize_one, sequential_groups
+from vcap.extract.decoding import Decoder, Frames, Groups, Header, Plan, assemble, resize_one, sequential_groups, upright
 
 try:
     import av
@@ -235,7 +235,8 @@ def _to_rgb(frame, reformatter, size: int) -> np.ndarray:
     enough that features extracted through one decoder and captioned through another would disagree. One
     reformatter for a whole video: `frame.to_ndarray` builds a new swscale context per frame, which costs
     several times the conversion itself."""
-    return resize_one(reformatter.reformat(frame, format="rgb24").to_ndarray(), size)
+    rgb = reformatter.reformat(frame, format="rgb24").to_ndarray()
+    return resize_one(upright(rgb, getattr(frame, "rotation", 0)), size)
 
 
 def _frames(container, stream, wanted: set[int], last: int | None, size: int, reformatter) -> Frames:

@@ -20,6 +20,9 @@ from vcap.extract.decoding import Groups, Header, Plan, decoder, resize_rgb  # n
 from vcap.extract.shots import cut_frames, frame_differences, shot_windows
 
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp")
+# Images are refused wherever they are named (a folder's are skipped as any non-video file is): a caption
+# model trained on motion says nothing reliable about one still frame.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".heic")
 # Windows decoded ahead of the backbone by `read_windows`' decoding thread: enough to keep it busy while the
 # backbone runs, few enough that memory stays bounded on a long video.
 WINDOWS_AHEAD = 32
@@ -100,6 +103,8 @@ def _checked_header(path: Path, backend: str) -> Header:
         raise VcapError(f"{path}: no such file")
     if path.stat().st_size == 0:
         raise VcapError(f"{path}: empty file")
+    if path.suffix.lower() in IMAGE_EXTENSIONS:
+        raise VcapError(f"{path}: an image, not a video; vcap captions videos ({', '.join(VIDEO_EXTENSIONS)})")
     if backend != "auto" and decoder(backend).library is None:
         raise VcapError(f"{backend} is not installed ({decoder(backend).install})")
     return Header(path)

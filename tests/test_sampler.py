@@ -112,3 +112,28 @@ def test_a_caller_that_stops_early_stops_the_decoding_thread(make_video):
     next(windows)
     windows.close()  # returns: the thread decoding ahead ends with it
     assert not [t for t in threading.enumerate() if t.name == "vcap-decode"]
+
+
+def test_an_image_is_refused_with_one_line_wherever_it_is_named(tmp_path, make_video):
+    import cv2
+
+    from vcap.extract.extractor import find_videos
+
+    image = tmp_path / "videos" / "still.png"
+    make_video("clip.avi", fourcc="MJPG")
+    cv2.imwrite(str(image), np.zeros((48, 64, 3), np.uint8))
+    for read in (lambda: read_frames(image, 4, size=32), lambda: next(read_windows(image, 4, 1.0, size=32))):
+        with pytest.raises(VcapError, match="an image, not a video") as err:
+            read()
+        assert str(image) in str(err.value) and "\n" not in str(err.value)
+    assert [p.name for p in find_videos(tmp_path / "videos")] == ["clip.avi"]  # a folder's images are skipped
+
+
+def test_a_bad_file_prints_nothing_but_vcaps_line(tmp_path, capfd):
+    """decord's and OpenCV's C++ loggers write to the terminal themselves; none of it must show."""
+    bad = tmp_path / "notes.avi"
+    bad.write_text("not a video at all\n" * 50)
+    with pytest.raises(VcapError):
+        read_frames(bad, 4, size=32)
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
