@@ -94,6 +94,8 @@ def read_windows(path: str | os.PathLike, n: int, every: float | str, size: int 
         if len(batch) == per_pass or number == len(spans) - 1:
             yield spans[first : first + len(batch)], np.stack(batch)
             first, batch = first + len(batch), []
+    if batch:  # the stream ended short of its header's count: the windows were planned again
+        yield spans[first : first + len(batch)], np.stack(batch)
 
 
 def _checked_header(path: Path, backend: str) -> Header:
