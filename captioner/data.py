@@ -1,9 +1,7 @@
 """Labels parsing and validation, the lazily loaded (video, caption) dataset, and batch collation."""
 from __future__ import annotations
 
-import queue
 import random
-import threading
 from collections import Counter
 from pathlib import Path
 
@@ -11,6 +9,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from vcap.ahead import Ahead
 from vcap.errors import VcapError, library_text
 from vcap.extract.manifest import read_manifest
 
@@ -175,54 +174,9 @@ class CaptionDataset(Dataset):
         return self.bank.batch(videos), caps, torch.tensor([row_of[v] for v, _ in items])
 
 
-class ReadAhead:
-    """Iterates `items` in a background thread, up to `depth` ahead, so that the next batches' feature files are
-    read from the disk (page faults and copies, during which NumPy releases the GIL) while this one trains. A
-    thread, not a worker process: batches of 80 x 4096 features need no pickling between threads, and on a
-    machine of few cores a process would take a core from the training step."""
-
-    _END = object()
-
-    def __init__(self, items, depth: int = 2):
-        self.items, self.depth = items, depth
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __iter__(self):
-        ready: queue.Queue = queue.Queue(self.depth)
-        stop = threading.Event()
-
-        def put(item) -> bool:
-            while not stop.is_set():
-                try:
-                    ready.put(item, timeout=0.1)
-                    return True
-                except queue.Full:
-                    pass
-            return False
-
-        def read() -> None:
-            try:
-                for item in self.items:
-                    if not put(item):
-                        return
-            except BaseException as exc:  # handed to the consumer, raised there
-                put(exc)
-            put(self._END)
-
-        reader = threading.Thread(target=read, name="vcap-read-ahead", daemon=True)
-        reader.start()
-        try:
-            while (item := ready.get()) is not self._END:
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:  # a consumer that stops early (an error, Ctrl-C) ends the reader too
-            stop.set()
-            reader.join()
-
-
-def batch_loader(dataset: CaptionDataset, batches: list[list[int]], pin_memory: bool = False) -> ReadAhead:
-    """The training batches of one epoch, read ahead of the step that trains on them."""
-    return ReadAhead(DataLoader(dataset, batch_sampler=batches, collate_fn=dataset.collate, pin_memory=pin_memory))
+def batch_loader(dataset: CaptionDataset, batches: list[list[int]], pin_memory: bool = False) -> Ahead:
+    """The training batches of one epoch, read from the disk two ahead of the step that trains on them. A thread,
+    not worker processes: batches of 80 x 4096 features need no pickling between threads, and on a machine of
+    few cores a process would take a core from the training step."""
+    loader = DataLoader(dataset, batch_sampler=batches, collate_fn=dataset.collate, pin_memory=pin_memory)
+    return Ahead(loader, 2, "vcap-read-ahead")

@@ -7,16 +7,15 @@ sequential read (extract/decoding.py), resized with the same cv2 call, so the fe
 from __future__ import annotations
 
 import os
-import queue
-import threading
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
+from vcap.ahead import Ahead
 from vcap.errors import VcapError, library_text
 from vcap.extract.config import DECODER_MODULES, DECODERS
-from vcap.extract.decoding import Groups, Header, Plan, decoder, resize_rgb  # noqa: F401  (resize_rgb: explain)
+from vcap.extract.decoding import Groups, Header, Plan, decoder
 from vcap.extract.shots import cut_frames, frame_differences, shot_windows
 
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp")
@@ -89,7 +88,7 @@ def read_windows(path: str | os.PathLike, n: int, every: float | str, size: int 
     per_pass = max(1, frames_per_pass // n)
     batch: list[np.ndarray] = []
     first = 0
-    for number, frames in _ahead(_groups(path, plan, n, size, backend, threads=True, header=header)):
+    for number, frames in Ahead(_groups(path, plan, n, size, backend, threads=True, header=header), WINDOWS_AHEAD, "vcap-decode"):
         batch.append(frames)
         if len(batch) == per_pass or number == len(spans) - 1:
             yield spans[first : first + len(batch)], np.stack(batch)
@@ -132,43 +131,3 @@ def _groups(path: Path, plan: Plan, group: int, size: int, backend: str, threads
         except Exception as exc:  # av.error.InvalidDataError, DECORDError... on files a library cannot handle
             if backend != "auto" or name == names[-1]:
                 raise VcapError(f"{path}: {name} cannot read it ({library_text(exc, 200)})") from None
-
-
-def _ahead(groups: Groups, depth: int = WINDOWS_AHEAD) -> Groups:
-    """`groups`, decoded in a thread up to `depth` ahead of the caller (FFmpeg and torch release the GIL)."""
-    ahead: queue.Queue = queue.Queue(depth)
-    stop = threading.Event()
-
-    def put(item) -> bool:
-        while not stop.is_set():
-            try:
-                ahead.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                pass
-        return False
-
-    def run() -> None:
-        try:
-            for item in groups:
-                if not put((item, None)):
-                    return
-            put((None, None))
-        except BaseException as exc:  # handed to the caller, raised there
-            put((None, exc))
-        finally:
-            groups.close()  # the decoder's file, closed in the thread that used it
-
-    worker = threading.Thread(target=run, name="vcap-decode", daemon=True)
-    worker.start()
-    try:
-        while True:
-            item, error = ahead.get()
-            if error is not None:
-                raise error
-            if item is None:
-                return
-            yield item
-    finally:
-        stop.set()
-        worker.join()

@@ -8,7 +8,8 @@ import numpy as np
 import torch
 
 from vcap.captioner.vocab import BOS, Vocab
-from vcap.extract.sampler import read_frames, resize_rgb
+from vcap.extract.decoding import resize_rgb
+from vcap.extract.sampler import read_frames
 from vcap.files import atomic_write
 from vcap.pipeline.writers import clock
 

@@ -1,7 +1,7 @@
 """`vcap serve`: one loaded captioner behind a local web service (Starlette on uvicorn).
 
-The captioner and its backbone load once; one thread owns them and drains a queue of requests, captioning
-what has arrived together, up to `videos_per_batch` videos a batch. Uploads stream to a temp folder under a
+The captioner and its backbone load once; one thread owns them and captions the waiting requests in rounds of
+up to `videos_per_batch` videos shared fairly among them, so a short request never waits for a long one. Uploads stream to a temp folder under a
 size limit and are deleted after (uploads.py); a path a request names must stay inside the operator's
 --allow-dir. Every refusal is one line of JSON, {"error": "..."}, and the server keeps serving; a client that
 goes away is one line in the log. The page at / is static/index.html.
@@ -48,11 +48,23 @@ class _Job:
     every: float | None = None  # timed captions: windows of this many seconds
     explain: Path | None = None  # a folder for the frames/attention PNG of each video
     done: concurrent.futures.Future = field(default_factory=concurrent.futures.Future)
+    results: list[VideoResult] = field(default_factory=list)  # of paths[:len(results)], in order
+
+    @property
+    def left(self) -> int:
+        return len(self.paths) - len(self.results)
+
+    @property
+    def alone(self) -> bool:
+        """Windows, or pictures into the request's own folder: captioned apart from other requests' videos."""
+        return bool(self.every or self.explain)
 
 
 class CaptionWorker:
-    """A thread that owns the captioner: requests queue here, and each batch takes every job waiting, up to
-    `videos_per_batch` videos, so concurrent requests share forward passes instead of loading more models."""
+    """A thread that owns the captioner: requests queue here and are captioned in rounds. Each round takes up to
+    `videos_per_batch` videos shared fairly among the requests waiting (the same number from each, the rest
+    in arrival order), so concurrent requests share forward passes and a request of a few videos is answered
+    within a round or two even while one of thousands is being worked through."""
 
     def __init__(self, captioner: VideoCaptioner):
         self.captioner = captioner
@@ -71,46 +83,75 @@ class CaptionWorker:
                explain: Path | None = None) -> concurrent.futures.Future:
         """A future of [VideoResult] in the order of `paths`, as VideoCaptioner.caption_each gives them."""
         job = _Job(paths, names, every, explain)
-        self.jobs.put(job)
+        if not paths:
+            job.done.set_result([])
+        else:
+            self.jobs.put(job)
         return job.done
 
     def _run(self) -> None:
-        limit = self.captioner.config.videos_per_batch
-        while (job := self.jobs.get()) is not None:
-            batch: list[_Job] = []
-            alone: list[_Job] = []  # windows, or pictures into a request's own folder: one job at a time
-            (alone if job.every or job.explain else batch).append(job)
-            while sum(len(j.paths) for j in batch) < limit:
-                try:
-                    more = self.jobs.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:  # stop after this batch
-                    self.jobs.put(None)
-                    break
-                (alone if more.every or more.explain else batch).append(more)
-            if batch:
-                self._caption(batch)
-            for job in alone:
-                self._caption([job], job.every, job.explain)
+        active: list[_Job] = []  # requests with videos left, in arrival order
+        while True:
+            try:  # wait for work when idle; otherwise take whatever has arrived since the last round
+                while (job := self.jobs.get(block=not active)) is not None:
+                    active.append(job)
+                break  # None: stop
+            except queue.Empty:
+                pass
+            self._round(active)
+            active = [job for job in active if job.left]
+        for job in active:
+            job.done.set_exception(VcapError("the server is stopping"))
 
-    def _caption(self, batch: list[_Job], every: float | None = None, explain: Path | None = None) -> None:
-        paths = [p for job in batch for p in job.paths]
-        names = [n for job in batch for n in job.names]
+    def _round(self, active: list[_Job]) -> None:
+        """Caption one fair share of the waiting videos: a batch of whole-video requests, then one video of
+        each request that needs windows or pictures."""
+        plain = [job for job in active if not job.alone]
+        taken = share(self.captioner.config.videos_per_batch, [job.left for job in plain])
+        if plain:
+            self._caption([(job, n) for job, n in zip(plain, taken) if n])
+        for job in active:
+            if job.alone:
+                self._caption([(job, 1)], job.every, job.explain)
+
+    def _caption(self, parts: list[tuple[_Job, int]], every: float | None = None,
+                 explain: Path | None = None) -> None:
+        """Caption the next `n` videos of each (job, n); a job whose videos are all done gets its answer."""
+        spans = [(job, len(job.results), len(job.results) + n) for job, n in parts]
+        paths = [p for job, a, b in spans for p in job.paths[a:b]]
+        names = [name for job, a, b in spans for name in job.names[a:b]]
         try:
             results = list(self.captioner.caption_each(paths, names, every, explain))
         except Exception as exc:  # a bug, or a request the captioner refuses whole: fail these requests, not the server
             if not isinstance(exc, VcapError):
                 log.exception("captioning a batch failed")
-            for job in batch:
+            for job, _, _ in spans:
+                job.results = list(job.paths)  # nothing left to do for it
                 job.done.set_exception(exc)
             return
         self.batches += 1
         self.videos += len(paths)
-        start = 0
-        for job in batch:
-            job.done.set_result(results[start:start + len(job.paths)])
-            start += len(job.paths)
+        at = 0
+        for job, a, b in spans:
+            job.results += results[at : at + b - a]
+            at += b - a
+            if not job.left:
+                job.done.set_result(job.results)
+
+
+def share(limit: int, wanted: list[int]) -> list[int]:
+    """How many of its `wanted` videos each request gets in a round of `limit`: an equal share each (at least
+    one, so no request waits for a round), the rest of the round to the earliest requests that want more."""
+    if not wanted:
+        return []
+    each = max(1, limit // len(wanted))
+    taken = [min(w, each) for w in wanted]
+    room = limit - sum(taken)
+    for i, w in enumerate(wanted):
+        extra = min(w - taken[i], max(room, 0))
+        taken[i] += extra
+        room -= extra
+    return taken
 
 
 # ---- reading a request -----------------------------------------------------------------------------------

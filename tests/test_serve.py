@@ -20,7 +20,8 @@ from vcap.cli import main
 from vcap.errors import VcapError
 from vcap.pipeline.caption import VideoCaptioner
 from vcap.pipeline.config import CaptionConfig, ServeConfig
-from vcap.pipeline.serve import create_app, exposure_warning
+from vcap.pipeline.results import VideoResult
+from vcap.pipeline.serve import CaptionWorker, create_app, exposure_warning
 
 FEATURE_FLAGS = ["--frames", "4", "--size", "64", "--backbone", "efficientnet-lite0", "--weights", "none", "--workers", "0", "--device", "cpu"]
 TRAIN_FLAGS = ["--hidden", "32", "--embed-dim", "16", "--lr", "0.01", "--min-count", "1", "--epochs", "2",
@@ -335,3 +336,40 @@ def test_two_uploads_of_one_name_are_two_answers(served):
     assert response.status_code == 200, response.text
     assert response.json()["videos"] == [{"video": "clip.mp4", "caption": served["expected"][first.name]},
                                          {"video": "clip.mp4", "caption": served["expected"][second.name]}]
+
+
+class _SlowCaptioner:
+    """Stands in for VideoCaptioner: records what each round captioned, and holds the first round until told."""
+
+    def __init__(self, videos_per_batch: int):
+        self.config = type("Config", (), {"videos_per_batch": videos_per_batch})()
+        self.rounds: list[list[str]] = []
+        self.first_round_may_end = threading.Event()
+
+    def caption_each(self, paths, names, every=None, explain=None):
+        self.rounds.append(list(names))
+        if len(self.rounds) == 1:
+            self.first_round_may_end.wait(30)
+        return [VideoResult(p, n, caption=f"caption of {n}") for p, n in zip(paths, names)]
+
+
+def test_a_short_request_is_answered_while_a_long_one_is_worked_through():
+    captioner = _SlowCaptioner(videos_per_batch=4)
+    worker = CaptionWorker(captioner)
+    worker.start()
+    finished: list[str] = []
+    try:
+        long = worker.submit([Path(f"long{i}.mp4") for i in range(40)], [f"long{i}" for i in range(40)])
+        long.add_done_callback(lambda _: finished.append("long"))
+        while not captioner.rounds:  # the long request's first round has started
+            threading.Event().wait(0.01)
+        short = worker.submit([Path("short.mp4")], ["short"])
+        short.add_done_callback(lambda _: finished.append("short"))
+        captioner.first_round_may_end.set()
+        assert [r.caption for r in short.result(30)] == ["caption of short"]
+        assert [r.name for r in long.result(30)] == [f"long{i}" for i in range(40)]  # in order, every one
+    finally:
+        worker.stop()
+    assert finished == ["short", "long"]
+    assert "short" in captioner.rounds[1] and len(captioner.rounds[1]) == 4  # the next round, shared
+    assert all(len(names) <= 4 for names in captioner.rounds)
