@@ -56,3 +56,10 @@ def test_every_bench_figure_in_docs_says_when_where_and_how(page):
 def test_the_rule_catches_a_figure_without_its_command():
     bad = "## Speed\n\n`bench/train.py`: 97 samples/s\n"
     assert not MEASURED.findall(bad)
+
+
+@pytest.mark.parametrize("page", [README, *DOCS], ids=lambda p: p.name)
+def test_every_test_a_page_names_exists(page):
+    defined = {name for f in (ROOT / "tests").glob("*.py") for name in re.findall(r"def (test_\w+)", f.read_text())}
+    named = set(re.findall(r"\b(test_\w+)`", page.read_text())) - {"test_docs"}
+    assert named <= defined, f"{page.name} names tests that do not exist: {sorted(named - defined)}"
