@@ -79,10 +79,11 @@ def decode_only(path: Path) -> float:
 
 
 def old_read_windows(path, n, every, size=224, backend="auto", frames_per_pass=640):
-    """The path `read_windows` replaces: each pass of about `frames_per_pass` frames a `read_frames` call of
-    its own (a re-open, the packet table read again, one thread), the network waiting for it."""
+    """The path `read_windows` replaces: each pass of 640 frames a `read_frames` call of its own (a re-open,
+    the packet table read again, one thread), the network waiting for it. The pass size caption_each asks
+    for (a window at a time, which it groups itself) is not the old path's, so it is ignored here."""
     fps = Header(Path(path)).fps
-    per_pass, first = max(1, frames_per_pass // n), 0
+    per_pass, first = max(1, 640 // n), 0
     while True:
         spans: list[tuple[float, float]] = []
         timed = window_plan(fps, every, n, spans)

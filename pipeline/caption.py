@@ -7,6 +7,7 @@ from collections import defaultdict, deque
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
+import numpy as np
 import torch
 
 from vcap.captioner.checkpoint import load_model
@@ -23,6 +24,9 @@ from vcap.pipeline.explain import explain_video, explain_window
 from vcap.pipeline.progress import Progress
 from vcap.pipeline.results import Picture, Span, VideoResult, check_unique, merge_spans
 from vcap.pipeline.writers import Outputs, parse_formats
+
+
+MAX_PASS_FRAMES = 640  # frames of windows through the backbone a pass, once the first lines are out
 
 
 def extract_config_for(info: dict, config: CaptionConfig, model_path: str) -> ExtractConfig:
@@ -150,18 +154,27 @@ class VideoCaptioner:
         caption_pending()
         yield from release()
 
+    def _passes(self, path: Path, n: int, every: float, size: int) -> Iterator[tuple[list, np.ndarray]]:
+        """read_windows' windows in passes that grow from four backbone batches to MAX_PASS_FRAMES: the
+        first lines come out soon after the first windows are decoded, later passes do fewer, larger steps."""
+        target, taken, frames = 4 * self.extractor.frame_batch, [], []
+        for spans, window in read_windows(path, n, every, size, self.config.decoder, frames_per_pass=n):
+            taken += spans
+            frames.append(window)
+            if len(taken) * n >= target:
+                yield taken, np.concatenate(frames)
+                target, taken, frames = max(target, MAX_PASS_FRAMES), [], []
+        if taken:
+            yield taken, np.concatenate(frames)
+
     def _timed(self, path: Path, name: str, every: float, explain: Path | None,
                on_span: Callable[[str, Span], None] | None, progress: bool) -> VideoResult:
         settings = self.info["feature_config"]
         windows: list[Span] = []
         pictures: list[Picture] = []
         bar = Progress(Path(name).name, "windows", enabled=progress)
-        # Passes of a few backbone batches: each window's line comes out a pass after it is decoded, and
-        # a pass this size still keeps the backbone's batches full.
-        per_pass = 4 * self.extractor.frame_batch
         try:
-            for taken, frames in read_windows(path, settings["frames"], every, settings["size"], self.config.decoder,
-                                              frames_per_pass=per_pass):
+            for taken, frames in self._passes(path, settings["frames"], every, settings["size"]):
                 feats = self.extractor.encode(frames.reshape(-1, *frames.shape[2:]))  # (windows * n, D)
                 feats = torch.from_numpy(feats).view(len(taken), frames.shape[1], -1)
                 for indices, captions in caption_in_batches(

@@ -265,7 +265,8 @@ def create_app(config: ServeConfig, captioner: VideoCaptioner | None = None) -> 
 
     app = Starlette(routes=[Route("/", page), Route("/caption", caption, methods=["POST"]),
                             Route("/health", health), Route("/info", info)],
-                    exception_handlers={HTTPException: refused, ClientDisconnect: disconnected, Exception: failed}, lifespan=lifespan)
+                    exception_handlers={HTTPException: refused, ClientDisconnect: disconnected, Exception: failed},
+                    lifespan=lifespan)
     app.state.worker = worker
     return app
 
