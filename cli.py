@@ -17,7 +17,7 @@ from vcap.captioner.datasets import FORMATS, SPLITS
 from vcap.config import PRECISIONS, default_of, flag
 from vcap.errors import VcapError
 from vcap.extract.config import BACKBONES, COMPILE_MIN_FRAMES, DECODERS, FEATURE_DTYPES, ExtractConfig, parse_shard
-from vcap.pipeline.config import CaptionConfig, RunConfig, ServeConfig
+from vcap.pipeline.config import SHOTS, CaptionConfig, RunConfig, ServeConfig
 from vcap.pipeline.writers import WRITERS
 
 
@@ -86,6 +86,20 @@ def main() -> None:
 
 
 # ---- options: one definition each, shared by every command that takes it -------------------------------
+
+class SecondsOrShots(click.ParamType):
+    """--every: a number of seconds, or `shots`."""
+
+    name = "seconds"
+
+    def convert(self, value, param, ctx):
+        if value == SHOTS or isinstance(value, float):
+            return value
+        try:
+            return float(value)
+        except ValueError:
+            self.fail(f"{value!r} is neither a number of seconds nor {SHOTS}", param, ctx)
+
 
 def _option(cls, name: str, help: str, **kwargs):
     """--NAME for field NAME of `cls`: default None (unset), help ending in the dataclass's default."""
@@ -184,8 +198,9 @@ OPTIONS = {  # name -> click option; a name means the same thing in every comman
                             type=float),
     "videos_per_batch": _option(EvalConfig, "videos_per_batch", "Videos captioned together.", type=int),
     "every": _option(CaptionConfig, "every", "Caption consecutive windows of this many seconds, one line each "
-                     "(`<file> 00:00:00-00:00:10 <caption>`); neighbours with the same caption merge.", type=float,
-                     metavar="SECONDS"),
+                     "(`<file> 00:00:00-00:00:10 <caption>`), or `shots`: one window per shot of the video, cut "
+                     "where the picture changes (2-30 s each). Neighbours with the same caption merge.",
+                     type=SecondsOrShots(), metavar="SECONDS|shots"),
     "srt": _option(CaptionConfig, "srt", "With --every: write the one video's timed captions to FILE as SubRip, "
                    "whatever FILE's suffix (the srt writer of --output-format).", type=click.Path(dir_okay=False),
                    metavar="FILE"),

@@ -12,6 +12,7 @@ from vcap.extract.config import ExtractConfig
 from vcap.pipeline.writers import parse_formats
 
 
+SHOTS = "shots"  # --every shots: windows that follow the video's cuts (extract/shots.py)
 MIN_EVERY = 0.1  # seconds: the shortest window of timed captions (vcap caption --every, serve ?every=)
 MAX_EVERY = NUMBER_LIMIT  # the longest: seconds times frames per second must still make a frame index
 
@@ -29,7 +30,8 @@ class CaptionConfig:
     compile: bool | None = ExtractConfig.compile
     videos_per_batch: int = EvalConfig.videos_per_batch
     explain: str | None = None  # a folder for one PNG per video: the frames seen and the attention per word
-    every: float | None = None  # seconds: caption consecutive windows of this length instead of whole videos
+    # seconds: caption consecutive windows of this length instead of whole videos; "shots": one window per shot
+    every: float | str | None = None
     srt: str | None = None  # with `every`: write the timed captions of the one video as SubRip
     vtt: str | None = None  # ... or as WebVTT
     output_dir: str | None = None  # a folder for the output files; None: print only
@@ -39,7 +41,7 @@ class CaptionConfig:
         if not self.model:
             raise VcapError("no model: pass --model PATH (a best.pt from `vcap train`) or set VCAP_MODEL")
         check_int(self, "videos_per_batch", 1)
-        if self.every is not None:
+        if self.every is not None and self.every != SHOTS:
             check_float(self, "every", MIN_EVERY, MAX_EVERY)
         if (self.srt or self.vtt) and self.every is None:
             raise VcapError("--srt and --vtt write timed captions: give --every SECONDS too")

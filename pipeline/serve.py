@@ -30,7 +30,7 @@ from starlette.routing import Route
 
 from vcap.errors import VcapError, library_text
 from vcap.pipeline.caption import VideoCaptioner
-from vcap.pipeline.config import MIN_EVERY, ServeConfig
+from vcap.pipeline.config import MAX_EVERY, MIN_EVERY, SHOTS, ServeConfig
 from vcap.pipeline.results import VideoResult
 from vcap.pipeline.uploads import read_body, receive_uploads, too_many
 from vcap.pipeline.writers import entry
@@ -196,12 +196,15 @@ def _every(request: Request) -> float | None:
     text = request.query_params.get("every")
     if text is None:
         return None
+    if text == SHOTS:
+        return text
     try:
         every = float(text)
     except ValueError:
         every = float("nan")
-    if not (math.isfinite(every) and every >= MIN_EVERY):
-        raise HTTPException(400, f"every={text}: expected a number of seconds >= {MIN_EVERY}")
+    if not (math.isfinite(every) and MIN_EVERY <= every <= MAX_EVERY):
+        raise HTTPException(400, f"every={text}: expected a number of seconds from {MIN_EVERY:g} to {MAX_EVERY:g}, "
+                                 f"or {SHOTS}")
     return every
 
 

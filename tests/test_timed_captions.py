@@ -113,3 +113,18 @@ def test_explain_with_every_draws_one_picture_per_window(long_video, tmp_path):
     assert result.exit_code == 0, result.output
     names = sorted(p.name for p in (tmp_path / "why").iterdir())
     assert names == [f"joined.avi.{clock(i * SECONDS).replace(':', '')}.png" for i in range(len(CLIPS))]
+
+
+@pytest.mark.slow
+def test_every_shots_cuts_the_windows_where_the_clips_join(long_video):
+    root, joined, model = long_video
+    runner = CliRunner()
+    windows = {}
+    for every in ("shots", str(SECONDS)):  # each clip is SECONDS long: its shot is its fixed window
+        timed = runner.invoke(main, ["caption", str(joined), "--model", str(model), "--every", every, "--json", *FLAGS])
+        assert timed.exit_code == 0, timed.output
+        (answer,) = json.loads(timed.stdout)["videos"]
+        windows[every] = [(w["start"], w["end"], w["caption"]) for w in answer["windows"]]
+    assert windows["shots"] == windows[str(SECONDS)]
+    refused = runner.invoke(main, ["caption", str(joined), "--model", str(model), "--every", "scenes", *FLAGS])
+    assert refused.exit_code == 2 and "neither a number of seconds nor shots" in refused.stderr
