@@ -25,20 +25,25 @@ def check(ok: bool, field: str, value: Any, rule: str) -> None:
         raise VcapError(f"{flag(field)} {value}: {rule}")
 
 
-def check_int(config, field: str, low: int, high: int | None = None, optional: bool = False) -> None:
+# The largest value an option without a range of its own takes: finite numbers past these overflow the
+# conversions behind them (a C int for torch and OpenCV, seconds times frames per second into a frame index).
+WHOLE_LIMIT = 2**31 - 1
+NUMBER_LIMIT = 1e9
+
+
+def check_int(config, field: str, low: int, high: int = WHOLE_LIMIT, optional: bool = False) -> None:
     value = getattr(config, field)
     if value is None and optional:
         return
-    within = isinstance(value, int) and not isinstance(value, bool) and value >= low and (high is None or value <= high)
-    check(within, field, value, f"must be a whole number >= {low}" + (f" and <= {high}" if high is not None else ""))
+    within = isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+    check(within, field, value, f"must be a whole number >= {low} and <= {high}")
 
 
-def check_float(config, field: str, low: float, high: float | None = None, high_open: bool = False) -> None:
+def check_float(config, field: str, low: float, high: float = NUMBER_LIMIT, high_open: bool = False) -> None:
     value = getattr(config, field)
     number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    within = number and value >= low and (high is None or (value < high if high_open else value <= high))
-    span = "" if high is None else (f" and < {high}" if high_open else f" and <= {high}")
-    check(within, field, value, f"must be a finite number >= {low}{span}")
+    within = number and value >= low and (value < high if high_open else value <= high)
+    check(within, field, value, f"must be a finite number >= {low:g} and {'<' if high_open else '<='} {high:g}")
 
 
 def check_choice(config, field: str, choices) -> None:

@@ -17,3 +17,12 @@ def library_text(exc: BaseException | str, limit: int = 200, line: int = 0) -> s
     if len(text) > limit:
         text = text[:limit].rsplit(" ", 1)[0].rstrip(",;:") + " ..."
     return text
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) during a training run, knowing what its folder holds: `resumable` when OUT/last.pt
+    is this run's, so --resume continues it; otherwise the folder holds no epoch of it."""
+
+    def __init__(self, resumable: bool):
+        super().__init__()
+        self.resumable = resumable

@@ -100,7 +100,7 @@ def old_read_windows(path, n, every, size=224, backend="auto", frames_per_pass=6
 
 def network_only(captioner: VideoCaptioner, frames: np.ndarray) -> float:
     """Seconds the backbone and captioner take on (windows, n, S, S, 3) frames already decoded, in the
-    batches `caption_windows` uses."""
+    batches `caption_each(every=)` uses."""
     start = time.perf_counter()
     per_pass = max(1, 640 // frames.shape[1])
     for first in range(0, len(frames), per_pass):
@@ -114,13 +114,13 @@ def network_only(captioner: VideoCaptioner, frames: np.ndarray) -> float:
 
 
 def timed_captions(captioner: VideoCaptioner, video: Path, every: float, windows) -> tuple[float, list]:
-    """Seconds `caption_windows` takes with `windows` as its window reader; -> (seconds, spans)."""
+    """Seconds `caption_each(every=)` takes with `windows` as its window reader; -> (seconds, spans)."""
     real = caption.read_windows
     caption.read_windows = windows
     try:
         start = time.perf_counter()
-        spans = captioner.caption_windows(video, every)
-        return time.perf_counter() - start, spans
+        (result,) = captioner.caption_each([video], every=every)
+        return time.perf_counter() - start, result.spans
     finally:
         caption.read_windows = real
 

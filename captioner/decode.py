@@ -1,6 +1,8 @@
 """Features -> caption strings: greedy or beam decoding, batched over videos."""
 from __future__ import annotations
 
+from typing import Callable, Iterator, Sequence
+
 import torch
 
 from .config import DecodeConfig
@@ -59,6 +61,16 @@ def caption_features(model, vocab: Vocab, feats: torch.Tensor, config: DecodeCon
     finally:
         model.train(was_training)
     return [vocab.decode(seq) for seq, _ in hyps]
+
+
+def caption_in_batches(model, vocab: Vocab, feats_of: Callable[[list[int]], torch.Tensor], items: Sequence[int],
+                       batch: int, config: DecodeConfig, trained_max_words: int | None,
+                       device: torch.device) -> Iterator[tuple[list[int], list[str]]]:
+    """The one feature -> caption loop of caption, serve, evaluate and validation: `items` `batch` at a time,
+    `feats_of(indices)` -> (B, T, D); yields (indices, their captions) as each batch is decoded."""
+    for start in range(0, len(items), batch):
+        indices = list(items[start : start + batch])
+        yield indices, caption_features(model, vocab, feats_of(indices).to(device), config, trained_max_words)
 
 
 @torch.inference_mode()

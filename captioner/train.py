@@ -1,6 +1,7 @@
 """Training loop: scheduled sampling, per-epoch validation, best/last checkpoints, resume, early stopping."""
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import json
@@ -8,24 +9,24 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from vcap.config import field_names
 from vcap.device import autocast, compile_quietly, join_torchrun, resolve_device, resolve_precision
-from vcap.errors import VcapError
-from vcap.files import atomic_write, ensure_folder
+from vcap.errors import Interrupted, VcapError
+from vcap.files import ensure_folder, hold_folder, remove_stale_temps, signals_deferred, write_together
 
 from . import distributed as ddp
 from .config import ARCHITECTURE, DecodeConfig, TrainConfig, teacher_schedule_k
-from .checkpoint import make_checkpoint, model_from_checkpoint, read_checkpoint, save_checkpoint
-from .data import CaptionDataset, FeatureBank, attach_features, load_feature_config, load_labels, split_videos
-from .decode import caption_features
+from .checkpoint import make_checkpoint, model_from_checkpoint, read_checkpoint, write_checkpoint
+from .data import (CaptionDataset, FeatureBank, attach_features, batch_loader, labels_have_split, load_feature_config,
+                   load_labels, split_videos)
+from .decode import caption_in_batches
 from .embeddings import load_word_vectors
 from .metrics import mlds_bleu1_corpus
 from .models import Captioner, build_model
@@ -68,7 +69,7 @@ def epoch_batches(dataset: CaptionDataset, batch_size: int, captions_per_video: 
     return [flat[i : i + batch_size] for i in range(0, len(flat), batch_size)]
 
 
-def train_epoch(model: Captioner, loader: DataLoader, opt: torch.optim.Optimizer, device: torch.device,
+def train_epoch(model: Captioner, loader: Iterable, opt: torch.optim.Optimizer, device: torch.device,
                 precision: str, scaler: torch.amp.GradScaler, schedule: Callable[[int], float],
                 step: int, grad_clip: float, desc: str = "", progress: bool = True,
                 label_smoothing: float = 0.0) -> tuple[float, int]:
@@ -112,23 +113,23 @@ def validate(model: Captioner, vocab: Vocab, videos: list, bank: FeatureBank, da
         n += len(caps)
     preds = {}
     mine = ddp.my_part(list(range(len(videos))))
-    for start in range(0, len(mine), batch_size):
-        idx = mine[start : start + batch_size]
-        caps = caption_features(model, vocab, bank.batch(idx).to(device), DecodeConfig(), max_words)
+    for idx, caps in caption_in_batches(model, vocab, bank.batch, mine, batch_size, DecodeConfig(), max_words, device):
         preds.update({videos[i][0]: c for i, c in zip(idx, caps)})
     preds = ddp.merged(preds)
     return ddp.weighted_mean(total, n), mlds_bleu1_corpus(preds, {vid: refs for vid, refs, _ in videos})
 
 
-def write_history(out: Path, history: list[dict]) -> None:
-    """history.csv and history.png (training loss and validation BLEU@1 per epoch)."""
+def write_history_csv(path: Path, history: list[dict]) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(history[0]))
+        writer.writeheader()
+        writer.writerows(history)
+
+
+def write_history_png(path: Path, history: list[dict]) -> None:
+    """Training loss and validation BLEU@1 per epoch."""
     from matplotlib.figure import Figure  # Agg canvas, no pyplot global state
 
-    with atomic_write(out / "history.csv") as tmp:
-        with tmp.open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(history[0]))
-            writer.writeheader()
-            writer.writerows(history)
     epochs = [h["epoch"] for h in history]
     fig = Figure(figsize=(9, 3.5))
     ax1, ax2 = fig.subplots(1, 2)
@@ -139,8 +140,7 @@ def write_history(out: Path, history: list[dict]) -> None:
     ax2.plot(epochs, [h["val_bleu1"] for h in history], color="tab:green")
     ax2.set(xlabel="epoch", ylabel="BLEU@1", title="Validation BLEU@1 (MLDS, greedy)")
     fig.tight_layout()
-    with atomic_write(out / "history.png", suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
+    fig.savefig(path, format="png", dpi=100)
 
 
 def _rng_state() -> dict:
@@ -156,12 +156,28 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _videos(labels_path: str, feats: str, role: str) -> tuple[list, tuple[int, int]]:
-    videos, skipped, shape = attach_features(load_labels(labels_path), feats, labels_path)
+def _videos(labels_path: str, feats: str, role: str, config: TrainConfig,
+            split: str) -> tuple[list, tuple[int, int]]:
+    labels = load_labels(labels_path, config.labels_format, split, config.video_pattern)
+    videos, skipped, shape = attach_features(labels, feats, labels_path)
     if skipped:
         print(f"vcap: {role}: skipped {skipped} of {skipped + len(videos)} videos without features in {feats}",
               file=sys.stderr)
     return videos, shape
+
+
+def _train_and_val_videos(config: TrainConfig) -> tuple[list, list, tuple[int, int]]:
+    """Training videos (LABELS' --split) and validation videos: --val-labels, else LABELS' --val-split where
+    its layout has one (MSR-VTT's validate), else a seeded --val-fraction share of the training videos."""
+    videos, shape = _videos(config.labels, config.feats, "training labels", config, config.split)
+    val_source = config.val_labels or (config.labels if labels_have_split(config.labels, config.labels_format,
+                                                                          config.val_split) else None)
+    if val_source is None:
+        return (*split_videos(videos, config.val_fraction, config.seed), shape)
+    val_videos, val_shape = _videos(val_source, config.feats, "validation labels", config, config.val_split)
+    if val_shape != shape:
+        raise VcapError(f"{val_source}: feature shape {val_shape} differs from training {shape}")
+    return videos, val_videos, shape
 
 
 RUN_FILES = ("best.pt", "last.pt", "history.csv", "history.png", "config.json")
@@ -199,9 +215,26 @@ def _recorded_config(ckpt: dict, path: Path) -> dict:
     if not isinstance(recorded, dict) or "captioner" not in recorded:
         raise VcapError(f"{path}: written by an older vcap (checkpoint format {ckpt.get('version')}), which "
                         f"cannot be resumed; caption and evaluate still read it; train anew with --overwrite")
+    problem = _resume_state_problem(ckpt)
+    if problem:
+        raise VcapError(f"{path}: cannot be resumed: {problem}; train anew with --overwrite")
     known = field_names(TrainConfig)
     # a run from before captions_per_video trained on independent samples, and resumes so
     return {"captions_per_video": 1, **{k: v for k, v in recorded.items() if k in known}}
+
+
+def _resume_state_problem(ckpt: dict) -> str | None:
+    """How last.pt's training state (beyond the model, which read_checkpoint checks) is not whole, or None."""
+    epoch, step, history, rng = ckpt.get("epoch"), ckpt.get("step"), ckpt.get("history"), ckpt.get("rng")
+    if not isinstance(ckpt.get("optimizer"), dict) or not isinstance(rng, dict) \
+            or not isinstance(rng.get("torch"), torch.Tensor):
+        return "its optimizer or random-number state is missing"
+    if not isinstance(epoch, int) or epoch < 1 or not isinstance(step, int) or step < 0:
+        return f"its epoch {epoch!r} or step {step!r} is not a count"
+    if not isinstance(history, list) or [h.get("epoch") if isinstance(h, dict) else None for h in history] \
+            != list(range(1, epoch + 1)):
+        return f"its history does not list epochs 1 to {epoch}"
+    return None
 
 
 def _check_out(config: TrainConfig, out: Path) -> None:
@@ -223,26 +256,29 @@ def train(config: TrainConfig) -> dict:
 
     Writes OUT/best.pt, last.pt (with optimizer, loss scaler and RNG state), history.csv/png and
     config.json (the resolved config) after every epoch."""
-    schedule = teacher_schedule(config.teacher_forcing)
     out = Path(config.out)
     _check_out(config, out)
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device)
     distributed = join_torchrun(device)  # under torchrun: one rank of a data-parallel run
+    with contextlib.ExitStack() as held:
+        return _train(config, out, device, precision, distributed, held)
+
+
+def _train(config: TrainConfig, out: Path, device: torch.device, precision: str, distributed: bool,
+           held: contextlib.ExitStack) -> dict:
+    schedule = teacher_schedule(config.teacher_forcing)
     torch.manual_seed(config.seed)
 
-    videos, shape = _videos(config.labels, config.feats, "training labels")
-    if config.val_labels:
-        val_videos, val_shape = _videos(config.val_labels, config.feats, "validation labels")
-        if val_shape != shape:
-            raise VcapError(f"{config.val_labels}: feature shape {val_shape} differs from training {shape}")
-        train_videos = videos
-    else:
-        train_videos, val_videos = split_videos(videos, config.val_fraction, config.seed)
+    train_videos, val_videos, shape = _train_and_val_videos(config)
     if not train_videos or not val_videos:
         raise VcapError(f"{config.labels}: need at least 2 videos with features to hold some out for validation")
 
     ensure_folder(out)  # a folder that cannot take the checkpoints fails now, not after the first epoch
+    if ddp.is_main():  # one run at a time in OUT
+        held.enter_context(hold_folder(out))
+        _check_out(config, out)  # again, holding it: another run may have written there meanwhile
+        remove_stale_temps(out, RUN_FILES)
     last_path, best_path = out / "last.pt", out / "best.pt"
     history: list[dict] = []
     step, start_epoch = 0, 0
@@ -299,44 +335,54 @@ def train(config: TrainConfig) -> dict:
                 "train_videos": len(train_videos), "val_videos": val_ids}
 
     best = max((_selection_score(h, config.select_on) for h in history), default=-math.inf)
-    for epoch in range(start_epoch, config.epochs):
-        if config.patience and history and epoch - _best_epoch(history, config.select_on) >= config.patience:
-            break
-        t0 = time.perf_counter()
-        # Every rank walks the same global batches and takes its part of each (a batch too small to give
-        # every rank a sample is skipped by all), so K ranks follow one process's path.
-        batches = epoch_batches(dataset, config.batch_size, config.captions_per_video, config.seed * 100003 + epoch)
-        batches = [ddp.my_part(b) for b in batches if len(b) >= ddp.world_size()]
-        loader = DataLoader(dataset, batch_sampler=batches, collate_fn=dataset.collate,
-                            pin_memory=device.type == "cuda")
-        train_loss, step = train_epoch(net, loader, opt, device, precision, scaler, schedule, step, config.grad_clip,
-                                       desc=f"epoch {epoch + 1}/{config.epochs}", progress=config.progress,
-                                       label_smoothing=config.label_smoothing)
-        val_loss, val_bleu1 = validate(model, vocab, val_videos, val_bank, val_dataset, device, precision,
-                                       config.batch_size, config.max_words)
-        if not math.isfinite(train_loss + val_loss):  # stop before saving: last.pt keeps the last good epoch
-            kept = f"{last_path} keeps epoch {epoch}" if epoch else "no checkpoint was written"
-            raise VcapError(f"epoch {epoch + 1}: the loss is no longer a number (training {train_loss:.4g}, "
-                            f"validation {val_loss:.4g}); {kept}; try a lower --lr")
-        history.append({"epoch": epoch + 1, "step": step, "train_loss": round(train_loss, 6),
-                        "val_loss": round(val_loss, 6), "val_bleu1": round(val_bleu1, 6),
-                        "teacher_prob": round(schedule(step), 6), "seconds": round(time.perf_counter() - t0, 3)})
-        improved = _selection_score(history[-1], config.select_on) > best
-        best = max(best, _selection_score(history[-1], config.select_on))
-        if not ddp.is_main():
-            continue  # the history is the same on every rank; one writes it
-        print(f"vcap: epoch {epoch + 1}: train loss {train_loss:.4f}  val loss {val_loss:.4f}  "
-              f"val BLEU@1 {val_bleu1:.4f}", file=sys.stderr)
-        metrics = {k: history[-1][k] for k in ("train_loss", "val_loss", "val_bleu1")}
-        base = make_checkpoint(model, vocab, feature_config, shape[0], train_config, epoch=epoch + 1, metrics=metrics)
-        if improved:
-            save_checkpoint(best_path, base)
-        save_checkpoint(last_path, {**base, "optimizer": opt.state_dict(), "scaler": scaler.state_dict(),
-                                    "step": step, "history": history, "rng": _rng_state()})
-        write_history(out, history)
-        if epoch == start_epoch:  # once, beside the run's first checkpoint: it does not change between epochs
-            with atomic_write(out / "config.json") as tmp:
-                tmp.write_text(json.dumps(resolved, indent=1) + "\n")
+    resumable = config.resume  # OUT/last.pt is this run's: --resume continues it
+    try:
+        for epoch in range(start_epoch, config.epochs):
+            if config.patience and history and epoch - _best_epoch(history, config.select_on) >= config.patience:
+                break
+            t0 = time.perf_counter()
+            # Every rank walks the same global batches and takes its part of each (a batch too small to give
+            # every rank a sample is skipped by all), so K ranks follow one process's path.
+            batches = epoch_batches(dataset, config.batch_size, config.captions_per_video, config.seed * 100003 + epoch)
+            batches = [ddp.my_part(b) for b in batches if len(b) >= ddp.world_size()]
+            loader = batch_loader(dataset, batches, pin_memory=device.type == "cuda")
+            train_loss, step = train_epoch(net, loader, opt, device, precision, scaler, schedule, step,
+                                           config.grad_clip,
+                                           desc=f"epoch {epoch + 1}/{config.epochs}", progress=config.progress,
+                                           label_smoothing=config.label_smoothing)
+            val_loss, val_bleu1 = validate(model, vocab, val_videos, val_bank, val_dataset, device, precision,
+                                           config.batch_size, config.max_words)
+            if not math.isfinite(train_loss + val_loss):  # stop before saving: last.pt keeps the last good epoch
+                kept = f"{last_path} keeps epoch {epoch}" if epoch else "no checkpoint was written"
+                raise VcapError(f"epoch {epoch + 1}: the loss is no longer a number (training {train_loss:.4g}, "
+                                f"validation {val_loss:.4g}); {kept}; try a lower --lr")
+            history.append({"epoch": epoch + 1, "step": step, "train_loss": round(train_loss, 6),
+                            "val_loss": round(val_loss, 6), "val_bleu1": round(val_bleu1, 6),
+                            "teacher_prob": round(schedule(step), 6), "seconds": round(time.perf_counter() - t0, 3)})
+            improved = _selection_score(history[-1], config.select_on) > best
+            best = max(best, _selection_score(history[-1], config.select_on))
+            if not ddp.is_main():
+                continue  # the history is the same on every rank; one writes it
+            print(f"vcap: epoch {epoch + 1}: train loss {train_loss:.4f}  val loss {val_loss:.4f}  "
+                  f"val BLEU@1 {val_bleu1:.4f}", file=sys.stderr)
+            metrics = {k: history[-1][k] for k in ("train_loss", "val_loss", "val_bleu1")}
+            base = make_checkpoint(model, vocab, feature_config, shape[0], train_config, epoch=epoch + 1,
+                                   metrics=metrics)
+            resume_state = {"optimizer": opt.state_dict(), "scaler": scaler.state_dict(), "step": step,
+                            "history": history, "rng": _rng_state()}
+            writers = {"last.pt": lambda p: write_checkpoint(p, {**base, **resume_state}),
+                       "history.csv": lambda p: write_history_csv(p, history),
+                       "history.png": lambda p: write_history_png(p, history)}
+            if improved:
+                writers["best.pt"] = lambda p: write_checkpoint(p, base)
+            if epoch == start_epoch:  # once, beside the run's first checkpoint: it does not change between epochs
+                writers["config.json"] = lambda p: p.write_text(json.dumps(resolved, indent=1) + "\n")
+            # One change of the folder: a run replaced (--overwrite) is whole until this run's first epoch is
+            with signals_deferred():  # a Ctrl-C held by the write arrives after `resumable` says what it left
+                write_together(out, writers, remove=RUN_FILES if epoch == start_epoch and not config.resume else ())
+                resumable = True
+    except KeyboardInterrupt:
+        raise Interrupted(resumable) from None
     ddp.barrier()  # no rank leaves (and no caller reads best.pt) before rank 0 has written it
 
     best_epoch = _best_epoch(history, config.select_on) if history else 0

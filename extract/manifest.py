@@ -10,16 +10,10 @@ import contextlib
 import json
 import platform
 from pathlib import Path
-from typing import Iterator
 
 from vcap.errors import VcapError
 
-from vcap.files import atomic_write, write_error
-
-try:
-    import fcntl
-except ImportError:  # Windows: one process per folder
-    fcntl = None
+from vcap.files import atomic_write, locked
 
 MANIFEST = "manifest.json"
 
@@ -34,26 +28,13 @@ def read_manifest(out: str | Path, fix: str = "make it again with `vcap extract`
         manifest = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(manifest["features"], dict):
             raise TypeError
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         raise VcapError(f"{path}: not a vcap feature manifest; {fix}") from None
     return manifest
 
 
-@contextlib.contextmanager
-def _locked(out: Path) -> Iterator[None]:
-    if fcntl is None:
-        yield
-        return
-    try:
-        lock = open(out / ".manifest.lock", "a")
-    except OSError as exc:
-        raise write_error(out / ".manifest.lock", exc) from None
-    with lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+def _locked(out: Path) -> contextlib.AbstractContextManager:
+    return locked(out / ".manifest.lock", wait=True)
 
 
 def check_settings(out: Path, settings: dict) -> dict | None:

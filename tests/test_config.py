@@ -121,8 +121,10 @@ def test_resume_on_labels_of_another_vocabulary_is_refused(tmp_path):
 def test_ctrl_c_names_the_command_that_resumes(tmp_path, monkeypatch):
     import vcap.captioner.train as train_module
 
+    from vcap.errors import Interrupted
+
     def interrupted(config):
-        raise KeyboardInterrupt
+        raise Interrupted(resumable=True)  # after an epoch of this run was written
 
     monkeypatch.setattr(train_module, "train", interrupted)
     feats, labels = make_synthetic(tmp_path, n_videos=4)

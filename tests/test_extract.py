@@ -176,8 +176,9 @@ def test_float16_storage_is_the_cast_of_the_float32_features_and_trains(tmp_path
 
 def test_features_beyond_float16s_range_are_a_failure_not_an_inf(tmp_path, make_video, monkeypatch):
     make_video("a.mp4")
-    huge = lambda self, paths: ((p, np.full((4, 4096), 1e6, np.float32), None) for p in paths)  # noqa: E731
-    monkeypatch.setattr(FeatureExtractor, "features", huge)
+    huge = lambda self, paths, spans: ((i, np.full((4, 4096), 1e6, np.float32), None)  # noqa: E731
+                                       for i in range(len(paths)))
+    monkeypatch.setattr(FeatureExtractor, "indexed_features", huge)
     summary = extract_folder(tmp_path / "videos", tmp_path / "feats", ExtractConfig(**SMALL, dtype="float16"))
     assert summary.done == 0 and "float16's range" in summary.failed["a.mp4"]
     assert not list((tmp_path / "feats").glob("*.npy"))
@@ -202,21 +203,21 @@ def test_interrupted_run_keeps_finished_files_and_resumes(tmp_path, make_video, 
     for i in range(3):
         make_video(f"v{i}.mp4", seed=i)
     out = tmp_path / "feats"
-    real_features = FeatureExtractor.features
+    real_features = FeatureExtractor.indexed_features
 
-    def dies_after_one(self, paths):
-        for n, item in enumerate(real_features(self, paths)):
+    def dies_after_one(self, paths, spans=None):
+        for n, item in enumerate(real_features(self, paths, spans)):
             if n == 1:
                 raise KeyboardInterrupt
             yield item
 
-    monkeypatch.setattr(FeatureExtractor, "features", dies_after_one)
+    monkeypatch.setattr(FeatureExtractor, "indexed_features", dies_after_one)
     with pytest.raises(KeyboardInterrupt):
         extract_folder(tmp_path / "videos", out, ExtractConfig(**SMALL))
     assert [p.name for p in out.glob("*.npy")] == ["v0.mp4.npy"]
     assert not list(out.glob(".*tmp*"))
     first = (out / "v0.mp4.npy").stat().st_mtime_ns
-    monkeypatch.setattr(FeatureExtractor, "features", real_features)
+    monkeypatch.setattr(FeatureExtractor, "indexed_features", real_features)
     summary = extract_folder(tmp_path / "videos", out, ExtractConfig(**SMALL))
     assert (summary.done, summary.skipped) == (2, 1)
     assert (out / "v0.mp4.npy").stat().st_mtime_ns == first
