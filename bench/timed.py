@@ -158,7 +158,8 @@ def main() -> None:
     print(f"{video.name}: {args.minutes:g} min, {SIZE[0]}x{SIZE[1]} H.264 at {FPS} fps; --every {args.every:g} "
           f"with {settings['backbone']} ({len(frames)} windows x {settings['frames']} frames at {settings['size']}), "
           f"{torch.get_num_threads()} torch threads")
-    print(f"decode-only limit (PyAV, every frame, thread_type AUTO; median of {len(limits)}): {limit:.1f} s = {seconds / limit:.1f}x real time")
+    print(f"decode-only limit (PyAV, every frame, thread_type AUTO; median of {len(limits)}): {limit:.1f} s = "
+          f"{seconds / limit:.1f}x real time")
     print(f"network-only (backbone + captioner on the sampled frames): {network:.1f} s = "
           f"{seconds / network:.1f}x real time")
     for name, runs in (("old path", olds), ("new path", news)):

@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from vcap.errors import VcapError
-from vcap.extract.decoding import Decoder, Frames, Groups, Header, Plan, assemble, resize_one, sequential_groups, upright
+from vcap.extract.decoding import (Decoder, Frames, Groups, Header, Plan, assemble, resize_one, sequential_groups,
+                                  upright)
 
 try:
     import av
