@@ -59,7 +59,7 @@ class TrainConfig:
     min_count: int = 4  # rarer training words become <UNK>
     max_words: int = 20  # training captions are cut to this many words; captions decode up to it
     val_labels: str | None = None
-    val_fraction: float = 0.1  # videos held out for validation when val_labels is None
+    val_fraction: float = 0.1  # videos held out for validation when val_labels is None; 0: none (best.pt = last)
     seed: int = 0
     patience: int = 4  # epochs without a better validation score before stopping; 0 = never stop early
     grad_clip: float = 5.0  # 0 disables
@@ -90,8 +90,6 @@ class TrainConfig:
         check_int(self, "min_count", 1)
         check_int(self, "max_words", 1, 1000)
         check_float(self, "val_fraction", 0.0, 1.0, high_open=True)
-        check(self.val_fraction > 0 or self.val_labels is not None, "val_fraction", self.val_fraction,
-              "must be > 0 unless --val-labels is given")
         check_int(self, "seed", 0)
         check_int(self, "patience", 0)
         check_float(self, "grad_clip", 0.0)

@@ -25,7 +25,7 @@ def read_manifest(out: Path) -> dict | None:
     try:
         manifest = json.loads(path.read_text())
         manifest["features"]
-    except (ValueError, KeyError, TypeError, RecursionError):
+    except (ValueError, KeyError, TypeError):
         raise VcapError(f"{path}: not a vcap feature manifest; use an empty output folder") from None
     return manifest
 

@@ -17,7 +17,7 @@ def run_all(config: RunConfig) -> dict:
     metrics on videos the model was not trained on: --val-labels, or the share of LABELS held out).
 
     Only the videos LABELS names are extracted unless `all_videos`. Under torchrun every stage is shared
-    by the ranks; rank 0 alone evaluates (the others get metrics None)."""
+    by the ranks; rank 0 alone evaluates (the others get metrics None; {} when no video is held out)."""
     out = Path(config.out)
     wanted = None if config.all_videos else {vid for vid, _ in load_labels(config.labels)}
     if wanted is not None and config.train.val_labels:
@@ -30,6 +30,9 @@ def run_all(config: RunConfig) -> dict:
     if config.train.val_labels:
         labels, only = config.train.val_labels, None
         scored_on = f"the videos of {config.train.val_labels} (they also chose best.pt)"
+    elif not trained["val_videos"]:  # --val-fraction 0: every video trained the model; none is left to score it
+        return {"extract": extracted, "train": trained, "metrics": {},
+                "scored_on": "no held-out videos (--val-fraction 0): not scored"}
     else:
         labels, only = config.labels, tuple(trained["val_videos"])
         scored_on = (f"{len(only)} videos of {config.labels} held out of training "
