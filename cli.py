@@ -13,10 +13,12 @@ import threading
 import click
 
 from vcap.captioner.config import CAPTIONERS, SELECT_ON, DecodeConfig, EvalConfig, TrainConfig, train_config
+from vcap.captioner.datasets import FORMATS, SPLITS
 from vcap.config import PRECISIONS, default_of, flag
 from vcap.errors import VcapError
-from vcap.extract.config import BACKBONES, COMPILE_MIN_FRAMES, DECODERS, ExtractConfig, parse_shard
+from vcap.extract.config import BACKBONES, COMPILE_MIN_FRAMES, DECODERS, FEATURE_DTYPES, ExtractConfig, parse_shard
 from vcap.pipeline.config import CaptionConfig, RunConfig, ServeConfig
+from vcap.pipeline.writers import WRITERS
 
 
 def _resume_hint(argv: list[str]) -> str:
@@ -94,10 +96,18 @@ def _option(cls, name: str, help: str, **kwargs):
     return click.option(flag(name), name, default=None, help=help + shown, **kwargs)
 
 
+# One --split for the commands that read LABELS: the samples of that split where the layout has splits
+SPLIT_HELP = (f"The split of LABELS to work on where its layout has splits (a file without: all of it): train and "
+              f"run train on it [default: {default_of(TrainConfig, 'split')}], evaluate scores it "
+              f"[default: {default_of(EvalConfig, 'split')}].")
+
 OPTIONS = {  # name -> click option; a name means the same thing in every command that has it
     # what defines the features (recorded in the manifest)
     "frames": _option(ExtractConfig, "frames", "Frames sampled per video.", type=int),
     "size": _option(ExtractConfig, "size", "Frames are resized to SIZE x SIZE.", type=int),
+    "dtype": _option(ExtractConfig, "dtype", "The type the .npy features are stored in: float16 halves the disk and "
+                     "the reads of training, with the same caption quality (docs/benchmarks.md).",
+                     type=click.Choice(FEATURE_DTYPES)),
     "backbone": _option(ExtractConfig, "backbone", "; ".join(f"{s.name}: {s.summary}" + (f" (vcap[{s.extra}])" if s.extra else "")
                                                          for s in BACKBONES.values()) + ".",
                         type=click.Choice(list(BACKBONES))),
@@ -134,6 +144,15 @@ OPTIONS = {  # name -> click option; a name means the same thing in every comman
                           type=click.Path(dir_okay=False)),
     "val_fraction": _option(TrainConfig, "val_fraction", "Share of LABELS' videos held out for validation when "
                             "--val-labels is not given.", type=float),
+    # labels: which layout, which split, which video file a sample is (docs/datasets.md)
+    "labels_format": _option(TrainConfig, "labels_format", "The layout of LABELS (and --val-labels); auto: told by "
+                             "the file's structure.", type=click.Choice(FORMATS)),
+    "split": _option(TrainConfig, "split", SPLIT_HELP, type=click.Choice(SPLITS)),
+    "val_split": _option(TrainConfig, "val_split", "Validation samples: this split of LABELS (or --val-labels) "
+                         "where it has one, else a --val-fraction share.", type=click.Choice(SPLITS)),
+    "video_pattern": _option(TrainConfig, "video_pattern", "A sample's video file, e.g. \"{video}.mp4\" ({video}: "
+                             "the dataset's video name, {id}: the sample's id) [default: the file of that name, "
+                             "with any video extension, in any subfolder].", metavar="PATTERN"),
     "seed": _option(TrainConfig, "seed", "Seed of the split, the initialisation and the sample order.", type=int),
     "patience": _option(TrainConfig, "patience", "Stop after this many epochs without a better best.pt; 0 never.",
                         type=int),
@@ -153,8 +172,7 @@ OPTIONS = {  # name -> click option; a name means the same thing in every comman
     "compile": click.option("--compile/--no-compile", "compile", default=None, help=(
         "torch.compile the networks: a one-off compile, then faster passes. The backbone (extract, caption, serve, "
         f"run) compiles by default on the CPU once a job reaches {COMPILE_MIN_FRAMES:,} frames; the training step "
-        "(train, run) only with --compile (20-40 s on 2 cores; no faster than uncompiled on the CPU now). See the "
-        "README's figures.")),
+        "(train, run) only with --compile, which pays on GPUs more than on CPUs. Figures: docs/benchmarks.md.")),
     "resume": _option(TrainConfig, "resume", "Continue the run in OUT (its model settings come from last.pt).",
                       is_flag=True),
     "overwrite": _option(TrainConfig, "overwrite", "Replace what OUT already holds (.npy files, a training run) "
@@ -168,17 +186,25 @@ OPTIONS = {  # name -> click option; a name means the same thing in every comman
     "every": _option(CaptionConfig, "every", "Caption consecutive windows of this many seconds, one line each "
                      "(`<file> 00:00:00-00:00:10 <caption>`); neighbours with the same caption merge.", type=float,
                      metavar="SECONDS"),
-    "srt": _option(CaptionConfig, "srt", "With --every: write the video's timed captions as SubRip.",
-                   type=click.Path(dir_okay=False), metavar="FILE"),
-    "vtt": _option(CaptionConfig, "vtt", "With --every: write them as WebVTT.", type=click.Path(dir_okay=False),
+    "srt": _option(CaptionConfig, "srt", "With --every: write the one video's timed captions to FILE as SubRip, "
+                   "whatever FILE's suffix (the srt writer of --output-format).", type=click.Path(dir_okay=False),
                    metavar="FILE"),
+    "vtt": _option(CaptionConfig, "vtt", "With --every: write them to FILE as WebVTT, whatever FILE's suffix.",
+                   type=click.Path(dir_okay=False), metavar="FILE"),
+    "output_dir": _option(CaptionConfig, "output_dir", "Write the results to files in DIR: captions.<format> for "
+                          "the run (structured ones with an entry for each failure too), <video stem>.<format> "
+                          "per video for subtitles.", type=click.Path(file_okay=False), metavar="DIR"),
+    "output_format": _option(CaptionConfig, "output_format", "The formats --output-dir gets, comma-separated: "
+                             f"{', '.join(WRITERS)} ({', '.join(n for n, w in WRITERS.items() if w.timed)} need "
+                             "--every), or all [default: all that apply].", metavar="FORMATS"),
     "explain": _option(CaptionConfig, "explain", "Write DIR/<file name>.png per video: the frames the model saw "
                        "and its attention over them for each word.", type=click.Path(file_okay=False), metavar="DIR"),
 }
-FEATURES = ("frames", "size", "backbone", "weights")
+FEATURES = ("frames", "size", "backbone", "weights", "dtype")
 RUNTIME = ("device", "precision", "frame_batch", "workers", "decoder", "compile")
 TRAINING = ("captioner", "hidden", "embed_dim", "dropout", "lr", "batch_size", "captions_per_video", "epochs",
-            "min_count", "max_words", "val_labels", "val_fraction", "seed", "patience", "grad_clip", "teacher_forcing",
+            "min_count", "max_words", "val_labels", "val_fraction", "labels_format", "split", "val_split", "video_pattern",
+            "seed", "patience", "grad_clip", "teacher_forcing",
             "embeddings", "frame_stride", "label_smoothing", "weight_decay", "select_on", "device", "precision",
             "cache_features", "compile", "resume")
 DECODING = ("beam", "max_words", "no_repeat_ngram", "length_alpha")
@@ -214,13 +240,25 @@ def given_with_decode(values: dict) -> tuple[dict, DecodeConfig]:
 @options(FEATURES, RUNTIME, ("overwrite",))
 @click.option("--shard", default=None, metavar="I/N", help="Take share I of N (0 <= I < N) of the videos, e.g. "
               "one per job of an array; under torchrun each rank then takes its part of that share.")
-def extract(videos, out, shard, **values) -> None:
+@click.option("--labels", type=click.Path(dir_okay=False), default=None, help="Extract only the videos LABELS "
+              "names; a timed dataset's (ActivityNet, YouCook2) as one OUT/<video>@<start>-<end>.npy per span.")
+@options(("labels_format", "video_pattern"))
+def extract(videos, out, shard, labels, labels_format, video_pattern, **values) -> None:
     """Turn every video in VIDEOS (a folder, searched recursively, or one file) into OUT/<file name>.npy,
     float32 of shape (frames, feature dim). Finished files are kept: run again to resume."""
     from vcap.extract.extractor import extract_folder
 
     config = ExtractConfig(**given(values), **({"shard": parse_shard(shard)} if shard else {}))
-    summary = extract_folder(videos, out, config)
+    if labels is None:
+        summary = extract_folder(videos, out, config)
+    else:
+        from vcap.captioner.datasets import read_labels
+        from vcap.pipeline.datasets import extract_labelled
+
+        summary, resolved = extract_labelled(videos, out, config, read_labels(labels, labels_format or "auto"),
+                                             video_pattern)
+        if resolved.missing:
+            click.echo(f"vcap: {resolved.report(videos)}", err=True)
     elsewhere = summary.failed_everywhere - len(summary.failed)
     click.echo(f"extract: {summary.done} done, {summary.skipped} already there, {len(summary.failed)} failed"
                + (f" ({elsewhere} more on other ranks)" if elsewhere else "")
@@ -246,7 +284,7 @@ def _best_line(summary: dict) -> str:
               help="Folder for best.pt, last.pt, history.csv/png and config.json.")
 @options(TRAINING, ("overwrite",))
 def train_cmd(feats, labels, out, **values) -> None:
-    """Train a captioner on cached FEATS and an MLDS-format LABELS file."""
+    """Train a captioner on cached FEATS and a LABELS file of any layout --labels-format reads (its --split)."""
     from vcap.captioner.train import train
 
     click.echo(_best_line(train(train_config(**given(values), feats=feats, labels=labels, out=out))))
@@ -258,14 +296,17 @@ def train_cmd(feats, labels, out, **values) -> None:
 @click.argument("labels", type=click.Path(dir_okay=False))
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Folder for predictions.txt/.json and metrics.json [default: eval-<LABELS stem> beside MODEL].")
-@options(DECODING, ("videos_per_batch", "device"))
+@options(DECODING, ("videos_per_batch", "device", "labels_format", "video_pattern"))
+@_option(EvalConfig, "split", SPLIT_HELP, type=click.Choice(SPLITS))
 def evaluate_cmd(model, feats, labels, out, **values) -> None:
-    """Caption the videos of LABELS with MODEL and print MLDS BLEU@1 and the COCO metrics."""
+    """Caption the videos of LABELS with MODEL and print MLDS BLEU@1 and the COCO metrics; OUT also gets
+    coco_results.json ([{"image_id", "caption"}], what COCO tools read)."""
     from vcap.captioner.evaluate import evaluate
 
     values, decode = given_with_decode(values)
     metrics = evaluate(EvalConfig(model=model, feats=feats, labels=labels, out=out, decode=decode, **values))
-    _print_metrics(metrics, f"{metrics['videos']} videos of {labels}")
+    _print_metrics(metrics, f"{metrics['videos']} videos of {labels}"
+                   + (f" (split {metrics['split']} where it has splits)" if metrics.get("split") else ""))
 
 
 def _print_metrics(metrics: dict, scored_on: str) -> None:
@@ -276,54 +317,46 @@ def _print_metrics(metrics: dict, scored_on: str) -> None:
     for name in ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr"):
         if name in metrics:
             click.echo(f"{name}: {metrics[name]:.4f}")
-    click.echo(f"predictions: {metrics['out']}/predictions.txt")
+    click.echo(f"predictions: {metrics['out']}/predictions.txt, coco_results.json")
 
 
 # ---- caption / serve / run -------------------------------------------------------------------------------
 
-MODEL = click.option("--model", envvar="VCAP_MODEL", type=click.Path(dir_okay=False),
-                     help="A checkpoint from `vcap train` (best.pt) [default: $VCAP_MODEL].")
+MODEL = click.option("--model", envvar="VCAP_MODEL", type=click.Path(),
+                     help="A checkpoint from `vcap train` (best.pt) or its run folder, a .safetensors from `vcap "
+                     "export`, or an http(s) URL to either, downloaded once and hash-checked [default: $VCAP_MODEL].")
 
 @main.command()
 @click.argument("videos", nargs=-1, required=True, type=click.Path())
 @MODEL
-@options(DECODING, ("weights",), RUNTIME, ("videos_per_batch", "every", "srt", "vtt", "explain"))
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object {video: caption} at the end.")
+@options(DECODING, ("weights",), RUNTIME, ("videos_per_batch", "every", "output_dir", "output_format", "srt", "vtt",
+                                           "explain"))
+@click.option("--json", "as_json", is_flag=True, help="Print the results as the json format of --output-format "
+              "(failures included) at the end, instead of a line each.")
 def caption(videos, model, as_json, **values) -> None:
     """Caption each video (files or folders): decode, extract features as the model was trained, caption.
 
-    Prints `<file>: <caption>` per video (with --every, `<file> 00:00:00-00:00:10 <caption>` per span);
-    unreadable videos get one line each on stderr and exit code 1."""
-    from vcap.pipeline.caption import caption_timed, caption_videos
-    from vcap.pipeline.subtitles import clock, spans_json
+    Prints `<file>: <caption>` per video as it is captioned (with --every, `<file> 00:00:00-00:00:10
+    <caption>` per window as soon as that window is); progress goes to stderr; unreadable videos get one
+    line each on stderr and exit code 1."""
+    from vcap.pipeline.caption import caption_videos
+    from vcap.pipeline.writers import TXT, get_writer, printable
 
     values, decode = given_with_decode(values)
     config = CaptionConfig(model=model or "", decode=decode, **values)
-    if config.every is None:
-        _report(caption_videos(videos, config), as_json, lambda path, text: [f"{path}: {text}"], lambda text: text)
-    else:
-        _report(caption_timed(videos, config), as_json,
-                lambda path, spans: [f"{path} {clock(a)}-{clock(b)} {text}" for a, b, text in spans],
-                spans_json)
-
-
-def _report(results, as_json: bool, lines, data) -> None:
-    """Print each video's result as it comes (or one JSON object at the end); a video that failed gets one
-    line on stderr, and then the exit code is 1."""
-    import json
-
-    collected, failed = {}, 0
-    for path, value, error in results:
-        if error is not None:
+    text = TXT()
+    on_span = None if as_json else lambda name, span: click.echo(text.span_line(name, span))
+    results, failed = [], 0
+    for result in caption_videos(videos, config, on_span=on_span, progress=True):
+        results.append(result)
+        if result.error is not None:
             failed += 1
-            click.echo(f"vcap: skipped {error}", err=True)
-            continue
-        collected[str(path)] = data(value)
-        if not as_json:
-            for line in lines(path, value):
+            click.echo(f"vcap: skipped {printable(result.error)}", err=True)
+        elif not as_json and result.spans is None:
+            for line in text.lines(result):
                 click.echo(line)
     if as_json:
-        click.echo(json.dumps(collected, indent=1))
+        click.echo(get_writer("json").render(results), nl=False)
     if failed:
         sys.exit(1)
 
@@ -335,6 +368,7 @@ def _report(results, as_json: bool, lines, data) -> None:
 @_option(ServeConfig, "allow_dir", "Folder whose videos POST /caption {\"paths\": [...]} may name [default: none, "
          "uploads only].", type=click.Path(file_okay=False))
 @_option(ServeConfig, "max_upload_mb", "Largest request body in MB (413 past it).", type=int)
+@_option(ServeConfig, "max_files", "Most videos in one request (413 past it).", type=int)
 @options(DECODING, ("weights",), RUNTIME, ("videos_per_batch",))
 def serve(model, **values) -> None:
     """Caption videos as a local web service: the model loads once; POST /caption (uploads, or JSON paths
@@ -356,9 +390,11 @@ def serve(model, **values) -> None:
 @options(FEATURES, RUNTIME, TRAINING, DECODING, ("overwrite",))
 @click.option("--all-videos", is_flag=True, default=None,
               help="Extract every video in VIDEOS, not only those LABELS names.")
+@_option(RunConfig, "test_split", "The split of LABELS scored, where its layout has it; otherwise the videos "
+         "that chose best.pt are scored.", type=click.Choice(SPLITS))
 def run(videos, labels, out, **values) -> None:
     """Extract (resumable), train and evaluate in one command, everything under OUT; the scores are on
-    videos held out of training (--val-labels, or a --val-fraction share of LABELS)."""
+    videos held out of training (LABELS' --test-split, else --val-labels, else its validation videos)."""
     from vcap.pipeline.config import run_config
     from vcap.pipeline.run import run_all
 
@@ -368,12 +404,64 @@ def run(videos, labels, out, **values) -> None:
     if metrics is None:  # a torchrun rank other than 0: rank 0 reports
         sys.exit(1 if extracted.failed_everywhere else 0)
     click.echo(f"extract: {extracted.done} done, {extracted.skipped} already there, {len(extracted.failed)} failed")
+    if result["missing"]:
+        click.echo(f"vcap: {result['missing']}", err=True)
+    click.echo("labels: " + "; ".join(_split_line(name, counts) for name, counts in result["splits"].items()))
     click.echo(_best_line(result["train"]))
     _print_metrics(metrics, result["scored_on"])
+    scored = metrics["scored"]
+    click.echo(f"held out ({len(scored)}): {', '.join(scored[:SHOWN_IDS])}" + (", ..." if len(scored) > SHOWN_IDS else ""))
     if extracted.failed_everywhere:  # the rest was trained and scored, but this run did not do all it was asked
         click.echo(f"vcap: {extracted.failed_everywhere} of the videos could not be extracted (listed in "
                    f"{out}/feats/manifest.json); the model was trained and scored without them", err=True)
         sys.exit(1)
+
+
+SHOWN_IDS = 10  # held-out ids printed by run; predictions.txt has them all
+
+
+def _split_line(name: str, counts: tuple[int, int, int]) -> str:
+    videos, samples, captions = counts
+    return f"{name} {videos:,} videos" + (f", {samples:,} segments" if samples != videos else "") + \
+        f", {captions:,} captions"
+
+
+# ---- export ----------------------------------------------------------------------------------------------
+
+@main.command("export")
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--name", default=None, help="The file's name before its hash [default: vcap-<captioner>].")
+def export_cmd(checkpoint, out_dir, name) -> None:
+    """Write CHECKPOINT (a best.pt) as OUT_DIR/<name>-<sha256[:8]>.safetensors, a file anyone can load by
+    path or URL (--model), and a README.md model card beside it."""
+    from vcap.captioner.export import export_model
+
+    path = export_model(checkpoint, out_dir, name)
+    click.echo(f"model: {path}")
+    click.echo(f"card: {path.parent / 'README.md'}")
+
+
+# ---- data ------------------------------------------------------------------------------------------------
+
+@main.command()
+@click.argument("labels", type=click.Path(dir_okay=False))
+@click.option("--videos", type=click.Path(file_okay=False), default=None,
+              help="A folder of videos: report which of LABELS' videos it lacks.")
+@options(("labels_format", "video_pattern"))
+def data(labels, videos, labels_format, video_pattern) -> None:
+    """Print the layout LABELS has, its videos and captions per split, and (with --videos) the missing videos."""
+    from vcap.pipeline.datasets import describe
+
+    summary = describe(labels, labels_format or "auto", videos, video_pattern)
+    click.echo(f"format: {summary['format']}" + (" (timed segments: one sample a span)" if summary["timed"] else ""))
+    for name, counts in summary["splits"].items():
+        click.echo(_split_line(name, counts))
+    resolved = summary["resolved"]
+    if resolved is not None:
+        click.echo(f"videos: {len(resolved.found):,} of {len(resolved.found) + len(resolved.missing):,} in {videos}")
+        if resolved.missing:
+            click.echo(f"missing: {resolved.report(videos)}")
 
 
 if __name__ == "__main__":

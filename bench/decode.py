@@ -23,7 +23,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from vcap.extract import sampler
+from vcap.extract import decoder_pyav, decoding, sampler
 
 FPS = 30
 GOP_S = 2
@@ -98,6 +98,13 @@ def video(cache: Path, width: int, height: int, length: str) -> Path:
     return path
 
 
+def sequential_pyav(path: Path, n: int, size: int) -> np.ndarray:
+    """PyAV's sequential read, the reference the seeking read must match."""
+    groups = decoding.sequential_groups(decoder_pyav.decode, path, lambda total: sampler.sample_indices(total, n),
+                                        n, size, decoding.Header(path))
+    return np.concatenate([frames for _, frames in groups])
+
+
 def timed(fn) -> tuple[float, np.ndarray]:
     start = time.perf_counter()
     frames = fn()
@@ -127,9 +134,7 @@ def main() -> None:
                 if "opencv" in args.sequential:
                     opencv_s, _ = timed(lambda: sampler.read_frames(path, n, size, backend="opencv"))
                 if "pyav-seq" in args.sequential:
-                    header = sampler._Header(path)
-                    every_n = lambda total: sampler.sample_indices(total, n)  # noqa: E731
-                    seq_s, want = timed(lambda: sampler._sample(path, every_n, size, header, sampler._decode_pyav))
+                    seq_s, want = timed(lambda: sequential_pyav(path, n, size))
                     assert np.array_equal(got, want), f"{path}: seeking returned other frames"
                 again, _ = timed(lambda: sampler.read_frames(path, n, size, backend="pyav"))
                 seek_s = (seek_s + again) / 2  # before and after the sequential reads: drift cancels

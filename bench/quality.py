@@ -115,6 +115,14 @@ def parse_overrides(pairs: list[str]) -> dict:
     return out
 
 
+def stored_as(feats: Path, videos: Videos, dtype: str, out: Path) -> Path:
+    """A copy of the videos' features as vcap extract --dtype would store them (a cast, then read back)."""
+    out.mkdir(parents=True)
+    for vid, _ in videos:
+        np.save(out / f"{vid}.npy", np.load(feats / f"{vid}.npy").astype(dtype))
+    return out
+
+
 def write_labels(path: Path, videos: Videos) -> Path:
     path.write_text(json.dumps([{"id": v, "caption": c} for v, c in videos]), encoding="utf-8")
     return path
@@ -169,6 +177,8 @@ def main() -> None:
     ap.add_argument("--beam", type=str, default="1", help="Beam size; a comma list scores each on the same model.")
     ap.add_argument("--length-alpha", type=str, default="0.7", help="Length normalisation; comma list as --beam.")
     ap.add_argument("--no-repeat-ngram", type=int, default=2)
+    ap.add_argument("--feature-dtype", choices=["float32", "float16"], default=None,
+                    help="Train and score on a copy of the features stored in this type (vcap extract --dtype).")
     args = ap.parse_args()
     overrides = parse_overrides(args.overrides)  # on top of vcap train's defaults (measured best here)
     decodings = [(int(b), float(a)) for b in args.beam.split(",") for a in args.length_alpha.split(",")]
@@ -188,6 +198,10 @@ def main() -> None:
     nn_all, blind_all = [], []
     t_start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="vcap-quality-") as tmp:
+        if args.feature_dtype is not None:
+            every_video = labels + (load_labels(args.heldout) if args.heldout is not None else [])
+            args.feats = stored_as(args.feats, every_video, args.feature_dtype, Path(tmp) / "feats")
+            print(f"features stored as {args.feature_dtype}", flush=True)
         if args.caption_vectors:
             excluded = {vid.removesuffix(".avi") for vid, _ in labels}
             if args.heldout is not None:

@@ -1,6 +1,9 @@
-"""One-file checkpoints (weights, model/feature/train config, vocabulary) safe for torch.load(weights_only=True)."""
+"""One-file checkpoints (weights, model/feature/train config, vocabulary) safe for torch.load(weights_only=True),
+their exported form (.safetensors: the weights, and the rest as JSON text in its metadata), and load_model,
+which every command loads a model with: a .pt, a .safetensors or an http(s) URL to either."""
 from __future__ import annotations
 
+import json
 import re
 import warnings
 from pathlib import Path
@@ -45,6 +48,10 @@ def read_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dic
         raise VcapError(f"{path}: no such checkpoint file")
     if path.stat().st_size == 0:
         raise VcapError(f"{path}: not a vcap checkpoint (empty file)")
+    return _check(path, _read_safetensors(path, device) if path.suffix == ".safetensors" else _read_pt(path, device))
+
+
+def _read_pt(path: Path, device: str | torch.device) -> dict:
     try:
         with warnings.catch_warnings():  # torch's warnings about a foreign file's pickle protocol: ours says why
             warnings.simplefilter("ignore")
@@ -58,6 +65,37 @@ def read_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dic
         detail = re.search(r"WeightsUnpickler error:\s*(.+)", text)
         raise VcapError(f"{path}: not a vcap checkpoint (torch.load: {library_text(detail[1] if detail else exc)})") \
             from None
+    return ckpt
+
+
+# What an exported model keeps beside its weights, each as JSON text in the safetensors metadata.
+EXPORTED = ("format", "version", "model", "model_config", "vocab", "feature_config", "feature_dim", "frames",
+            "train_config", "epoch", "metrics")
+
+
+def to_safetensors(ckpt: dict) -> bytes:
+    """A checkpoint as safetensors bytes: the state dict as tensors, EXPORTED as JSON strings."""
+    from safetensors.torch import save
+
+    tensors = {k: v.detach().cpu().contiguous() for k, v in ckpt["state_dict"].items()}
+    return save(tensors, metadata={k: json.dumps(ckpt.get(k)) for k in EXPORTED})
+
+
+def _read_safetensors(path: Path, device: str | torch.device) -> dict:
+    from safetensors import SafetensorError, safe_open
+    from safetensors.torch import load_file
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+        weights = load_file(str(path), device=str(device))
+        ckpt = {k: json.loads(metadata[k]) for k in EXPORTED if k in metadata}
+    except (SafetensorError, OSError, ValueError) as exc:  # json's errors are ValueErrors
+        raise VcapError(f"{path}: not a vcap model file ({library_text(exc)})") from None
+    return {**ckpt, "state_dict": weights}
+
+
+def _check(path: Path, ckpt) -> dict:
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise VcapError(f"{path}: not a vcap checkpoint (no '{FORMAT}' marker; train one with `vcap train`)")
     if ckpt.get("version") not in READS:
@@ -133,14 +171,20 @@ def model_from_checkpoint(ckpt: dict, device: str | torch.device = "cpu") -> tup
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[Captioner, Vocab, dict]:
-    """-> (model in eval mode on `device`, vocabulary, info).
+    """-> (model in eval mode on `device`, vocabulary, info), from a .pt of `vcap train`, a .safetensors of
+    `vcap export`, or an http(s) URL to either (downloaded once, hash-checked: vcap.hub).
 
     info: "model" (name), "feature_config" (dict or None: how FEATS were extracted), "feature_dim",
-    "frames" (T seen in training), "model_config", "train_config", "epoch", "metrics", "max_words".
+    "frames" (T seen in training), "model_config", "train_config", "epoch", "metrics", "max_words",
+    "path" (the local file).
     """
+    from vcap.hub import fetch, is_url
+
+    path = fetch(str(path)) if is_url(path) else Path(path)
     ckpt = read_checkpoint(path, device)
     model, vocab = model_from_checkpoint(ckpt, device)
     info = {k: ckpt.get(k) for k in ("model", "feature_config", "feature_dim", "frames", "model_config",
                                      "train_config", "epoch", "metrics")}
     info["max_words"] = (ckpt.get("train_config") or {}).get("max_words")  # captions decode up to this length
+    info["path"] = str(path)
     return model, vocab, info

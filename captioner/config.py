@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from vcap.config import PRECISIONS, check, check_choice, check_float, check_int
 from vcap.errors import VcapError
 
+from .datasets import FORMATS, SPLITS
+
 CAPTIONERS = {  # `vcap.captioner.models.MODELS` holds one class per entry
     "attention": "LSTM encoder + LSTM decoder with additive attention",
     "s2vt": "S2VT: two stacked LSTMs, frames then words",
@@ -47,8 +49,7 @@ class TrainConfig:
     labels: str
     out: str
     captioner: str = "attention"
-    # Defaults measured best by bench/quality.py on MSVD (5-fold, 64 training videos a fold); the seed's
-    # hidden 512 / lr 1e-4 / 20 epochs scored lower on 4 of 5 metrics and trained 4.5x slower.
+    # Defaults that bench/quality.py measures best on MSVD (5-fold, 64 training videos a fold; docs/results.md).
     hidden: int = 256
     embed_dim: int = 300
     dropout: float = 0.35
@@ -59,7 +60,12 @@ class TrainConfig:
     min_count: int = 4  # rarer training words become <UNK>
     max_words: int = 20  # training captions are cut to this many words; captions decode up to it
     val_labels: str | None = None
-    val_fraction: float = 0.1  # videos held out for validation when val_labels is None; 0: none (best.pt = last)
+    # videos held out for validation when neither val_labels nor a val split gives them; 0: none (best.pt = last)
+    val_fraction: float = 0.1
+    labels_format: str = "auto"  # a layout of vcap.captioner.datasets.READERS; auto: told by the file's structure
+    split: str = "train"  # the samples of LABELS to train on, where its layout has splits (without: all of them)
+    val_split: str = "val"  # validation samples of LABELS (or val_labels) where it has this split
+    video_pattern: str | None = None  # a sample's video file, e.g. "{video}.mp4"; None: the dataset's video name
     seed: int = 0
     patience: int = 4  # epochs without a better validation score before stopping; 0 = never stop early
     grad_clip: float = 5.0  # 0 disables
@@ -90,6 +96,8 @@ class TrainConfig:
         check_int(self, "min_count", 1)
         check_int(self, "max_words", 1, 1000)
         check_float(self, "val_fraction", 0.0, 1.0, high_open=True)
+        check_labels(self)
+        check_choice(self, "val_split", SPLITS)
         check_int(self, "seed", 0)
         check_int(self, "patience", 0)
         check_float(self, "grad_clip", 0.0)
@@ -101,6 +109,15 @@ class TrainConfig:
         check_choice(self, "precision", PRECISIONS)
         if self.resume and self.overwrite:
             raise VcapError("--resume continues the run in OUT and --overwrite replaces it: choose one")
+
+
+def check_labels(config) -> None:
+    """The labels options train, evaluate and run share."""
+    check_choice(config, "labels_format", FORMATS)
+    if config.split is not None:
+        check_choice(config, "split", SPLITS)
+    check(config.video_pattern is None or ("{video}" in config.video_pattern or "{id}" in config.video_pattern),
+          "video_pattern", config.video_pattern, 'must hold {video} or {id}, e.g. "{video}.mp4"')
 
 
 def train_config(**options) -> TrainConfig:
@@ -140,7 +157,11 @@ class EvalConfig:
     device: str = "auto"
     coco: bool = True  # pycocoevalcap's BLEU-1..4, METEOR, ROUGE-L, CIDEr beside MLDS BLEU@1
     only: tuple[str, ...] | None = None  # score only these video ids of LABELS (vcap run: its held-out share)
+    labels_format: str = TrainConfig.labels_format
+    split: str | None = "test"  # the samples of LABELS scored, where its layout has splits; None: all of them
+    video_pattern: str | None = TrainConfig.video_pattern
     progress: bool = True
 
     def __post_init__(self):
         check_int(self, "videos_per_batch", 1)
+        check_labels(self)

@@ -1,19 +1,20 @@
 """Labels parsing and validation, the lazily loaded (video, caption) dataset, and batch collation."""
 from __future__ import annotations
 
-import json
+import queue
 import random
-import unicodedata
+import threading
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from vcap.errors import VcapError, library_text
-from vcap.files import read_json
+from vcap.extract.manifest import read_manifest
 
+from .datasets import feature_name, has_split, read_labels
 from .vocab import PAD, Vocab
 
 # Features must lie within the float16 range: decoding and training run in half precision on GPUs, and
@@ -21,58 +22,25 @@ from .vocab import PAD, Vocab
 FEATURE_LIMIT = 65504.0
 
 
-def load_labels(path: str | Path) -> list[tuple[str, list[str]]]:
-    """Read an MLDS labels file: [{"id": "<video>", "caption": ["...", ...]}, ...] -> [(id, captions)]."""
-    path = Path(path)
-    data = read_json(path, "labels")
-    if not isinstance(data, list):
-        raise VcapError(f'{path}: expected a JSON list of {{"id": ..., "caption": [...]}}, got {type(data).__name__}')
-    out = []
-    for i, item in enumerate(data):
-        where = f"{path}: entry {i}"
-        if not isinstance(item, dict):
-            raise VcapError(f"{where}: expected an object with 'id' and 'caption', got {type(item).__name__}")
-        vid, caps = item.get("id"), item.get("caption")
-        if not isinstance(vid, str) or not vid:
-            raise VcapError(f"{where}: missing or non-string 'id'")
-        if (problem := id_problem(vid)) is not None:
-            raise VcapError(f"{where}: id {vid!r} {problem}; an id is the file name of a video "
-                            f"(its features are FEATS/<id>.npy)")
-        if caps is None:
-            raise VcapError(f"{where} ({vid}): missing 'caption'")
-        if not isinstance(caps, list) or not all(isinstance(c, str) for c in caps):
-            raise VcapError(f"{where} ({vid}): 'caption' must be a list of strings")
-        if not caps:
-            raise VcapError(f"{where} ({vid}): empty caption list")
-        out.append((vid, caps))
-    if not out:
-        raise VcapError(f"{path}: no videos in labels file")
-    return out
+def load_labels(path: str | Path, format: str = "auto", split: str | None = None,
+                pattern: str | None = None) -> list[tuple[str, list[str]]]:
+    """[(feature file name, captions)] of a labels file in any layout `vcap.captioner.datasets` reads (MLDS:
+    [(id, captions)]), the samples of `split` only where the file has splits; `pattern` names video files."""
+    samples = [s for s in read_labels(path, format, split) if s.captions]
+    if not samples:
+        raise VcapError(f"{path}: none of its videos{f' of split {split}' if split else ''} has captions")
+    return [(feature_name(s, pattern), list(s.captions)) for s in samples]
 
 
-def id_problem(vid: str) -> str | None:
-    """Why `vid` cannot name a file inside FEATS, or None: an id must never reach outside that folder."""
-    if vid in (".", ".."):
-        return "is a folder name"
-    if "/" in vid or "\\" in vid:
-        return "holds a path separator"
-    if any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in vid):  # a line-oriented output keeps an id whole
-        return "holds a control character or line break"
-    if len(f"{vid}.npy".encode("utf-8", "surrogatepass")) > 255:
-        return "is too long for a file name"
-    return None
+def labels_have_split(path: str | Path, format: str, split: str) -> bool:
+    """Whether a labels file's layout has splits and `split` is one of them."""
+    return has_split(read_labels(path, format), split)
 
 
 def load_feature_config(feats_dir: str | Path) -> dict | None:
     """The "features" settings of FEATS/manifest.json (how `vcap extract` made them), or None without one."""
-    path = Path(feats_dir) / "manifest.json"
-    if not path.exists():
-        return None
-    try:
-        config = json.loads(path.read_text(encoding="utf-8")).get("features")
-    except (json.JSONDecodeError, AttributeError) as exc:
-        raise VcapError(f"{path}: not a valid feature manifest ({exc})") from None
-    return json.loads(json.dumps(config)) if isinstance(config, dict) else None
+    manifest = read_manifest(feats_dir)
+    return manifest["features"] if manifest is not None else None
 
 
 def attach_features(labels: list[tuple[str, list[str]]], feats_dir: str | Path, labels_path: str | Path,
@@ -85,15 +53,17 @@ def attach_features(labels: list[tuple[str, list[str]]], feats_dir: str | Path, 
     if not feats_dir.is_dir():
         raise VcapError(f"{feats_dir}: no such feature directory (run `vcap extract` first)")
     kept, skipped, shapes = [], 0, {}
+    named = feature_files(feats_dir)
     for vid, caps in labels:
-        f = feats_dir / f"{vid}.npy"
-        if not f.exists():
+        f = named.get(vid)
+        if f is None:
             skipped += 1
             continue
         shapes[f] = check_features(f, dim)
         kept.append((vid, caps, f))
     if not kept:
-        raise VcapError(f"{labels_path}: none of its {len(labels)} videos has features in {feats_dir}")
+        raise VcapError(f"{labels_path}: none of its {len(labels)} videos has features in {feats_dir} (make them "
+                        f"with `vcap extract VIDEOS {feats_dir} --labels {labels_path}`)")
     counts = Counter(shapes.values()).most_common()
     shape, n = counts[0]
     if len(counts) > 1:  # blame a file of a minority shape, not whichever file came first
@@ -102,6 +72,19 @@ def attach_features(labels: list[tuple[str, list[str]]], feats_dir: str | Path, 
         raise VcapError(f"{odd}: feature shape mismatch: {shapes[odd]}, but {n} of the {len(shapes)} feature files "
                         f"are {shape} (e.g. {usual.name}); re-extract all videos with the same settings")
     return kept, skipped, shape
+
+
+def feature_files(feats_dir: Path) -> dict[str, Path]:
+    """name -> FEATS/<name>.npy, also under the name less a video extension: `vcap extract` names the features
+    of video0.mp4 video0.mp4.npy, and a dataset's id video0 finds them. An exact name wins."""
+    files = [p for p in feats_dir.iterdir() if p.name.endswith(".npy") and not p.name.startswith(".")]
+    out = {}
+    for p in files:
+        stem = p.name[: -len(".npy")]
+        base, dot, ext = stem.rpartition(".")
+        if dot and 1 <= len(ext) <= 4 and ext.isalnum():
+            out.setdefault(base, p)
+    return {**out, **{p.name[: -len(".npy")]: p for p in files}}
 
 
 def check_features(f: Path, dim: int | None = None) -> tuple[int, int]:
@@ -190,3 +173,56 @@ class CaptionDataset(Dataset):
         for row, (_, ids) in enumerate(items):
             caps[row, : len(ids)] = torch.tensor(ids)
         return self.bank.batch(videos), caps, torch.tensor([row_of[v] for v, _ in items])
+
+
+class ReadAhead:
+    """Iterates `items` in a background thread, up to `depth` ahead, so that the next batches' feature files are
+    read from the disk (page faults and copies, during which NumPy releases the GIL) while this one trains. A
+    thread, not a worker process: batches of 80 x 4096 features need no pickling between threads, and on a
+    machine of few cores a process would take a core from the training step."""
+
+    _END = object()
+
+    def __init__(self, items, depth: int = 2):
+        self.items, self.depth = items, depth
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __iter__(self):
+        ready: queue.Queue = queue.Queue(self.depth)
+        stop = threading.Event()
+
+        def put(item) -> bool:
+            while not stop.is_set():
+                try:
+                    ready.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    pass
+            return False
+
+        def read() -> None:
+            try:
+                for item in self.items:
+                    if not put(item):
+                        return
+            except BaseException as exc:  # handed to the consumer, raised there
+                put(exc)
+            put(self._END)
+
+        reader = threading.Thread(target=read, name="vcap-read-ahead", daemon=True)
+        reader.start()
+        try:
+            while (item := ready.get()) is not self._END:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:  # a consumer that stops early (an error, Ctrl-C) ends the reader too
+            stop.set()
+            reader.join()
+
+
+def batch_loader(dataset: CaptionDataset, batches: list[list[int]], pin_memory: bool = False) -> ReadAhead:
+    """The training batches of one epoch, read ahead of the step that trains on them."""
+    return ReadAhead(DataLoader(dataset, batch_sampler=batches, collate_fn=dataset.collate, pin_memory=pin_memory))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Callable, Iterator, Sequence
 
 import torch
 
@@ -78,6 +79,16 @@ def _warn_empty(empty: int, total: int, config: DecodeConfig) -> None:
     print(f"vcap: warning: {empty} of {total} captions came out empty: with --beam {config.beam} a hypothesis "
           f"that ends at once can outscore every caption; try a smaller --beam or a larger --length-alpha",
           file=sys.stderr)
+
+
+def caption_in_batches(model, vocab: Vocab, feats_of: Callable[[list[int]], torch.Tensor], items: Sequence[int],
+                       batch: int, config: DecodeConfig, trained_max_words: int | None,
+                       device: torch.device) -> Iterator[tuple[list[int], list[str]]]:
+    """The one feature -> caption loop of caption, serve, evaluate and validation: `items` `batch` at a time,
+    `feats_of(indices)` -> (B, T, D); yields (indices, their captions) as each batch is decoded."""
+    for start in range(0, len(items), batch):
+        indices = list(items[start : start + batch])
+        yield indices, caption_features(model, vocab, feats_of(indices).to(device), config, trained_max_words)
 
 
 @torch.inference_mode()

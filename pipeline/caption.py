@@ -3,23 +3,26 @@ then the captioner; both models loaded once, videos decoded in workers and capti
 from __future__ import annotations
 
 import os
+from collections import defaultdict, deque
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 
 from vcap.captioner.checkpoint import load_model
-from vcap.captioner.decode import caption_features
+from vcap.captioner.decode import caption_in_batches
+from vcap.device import resolve_device
+from vcap.errors import VcapError
 from vcap.extract.backbone import weights_id
 from vcap.extract.config import ExtractConfig
 from vcap.extract.extractor import FeatureExtractor, find_videos
 from vcap.extract.sampler import read_windows
-from vcap.pipeline.config import CaptionConfig
 from vcap.files import ensure_folder
+from vcap.pipeline.config import CaptionConfig
 from vcap.pipeline.explain import explain_video, explain_window
-from vcap.pipeline.subtitles import write_subtitles
-from vcap.device import resolve_device
-from vcap.errors import VcapError
+from vcap.pipeline.progress import Progress
+from vcap.pipeline.results import Picture, Span, VideoResult, check_unique, merge_spans
+from vcap.pipeline.writers import Outputs, parse_formats
 
 
 def extract_config_for(info: dict, config: CaptionConfig, model_path: str) -> ExtractConfig:
@@ -53,102 +56,148 @@ def extract_config_for(info: dict, config: CaptionConfig, model_path: str) -> Ex
 
 
 def expand_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:
-    """Files as given (a missing one still fails later, on its own line), folders searched for videos."""
+    """Files as given (a missing one still fails later, on its own line), folders searched for videos; two
+    videos may share a file name (camera folders do), since captioning keys nothing by it."""
     paths: list[Path] = []
     for item in inputs:
-        paths.extend(find_videos(item) if Path(item).is_dir() else [Path(item)])
+        if "://" in str(item):
+            raise VcapError(f"{item}: a URL; vcap captions video files and folders of them on this machine: "
+                            f"download it first (e.g. curl -LO URL) and pass the file")
+        paths.extend(find_videos(item, unique_ids=False) if Path(item).is_dir() else [Path(item)])
     return paths
 
 
+def model_file(given: str) -> str:
+    """A checkpoint file as given, or the best.pt inside a run folder from `vcap train`."""
+    if Path(given).is_dir():
+        best = Path(given) / "best.pt"
+        if not best.is_file():
+            raise VcapError(f"{given}: a folder without best.pt; pass a checkpoint from `vcap train`")
+        return str(best)
+    return given
+
+
 class VideoCaptioner:
-    """The captioner and its backbone, loaded once, captioning any number of videos (caption, serve)."""
+    """The captioner and its backbone, loaded once, captioning any number of videos (caption, serve, the API)."""
 
     def __init__(self, config: CaptionConfig):
         self.config = config
         self.device = resolve_device(config.device)
-        self.model, self.vocab, self.info = load_model(config.model, self.device)
+        self.model, self.vocab, self.info = load_model(model_file(config.model), self.device)
         self.extractor = FeatureExtractor(extract_config_for(self.info, config, config.model))
         self.explain = ensure_folder(Path(config.explain)) if config.explain else None  # fails now, not later
 
-    def caption(self, paths: Sequence[Path], explain: Path | None = None) -> Iterator[tuple[Path, str | None, str | None]]:
-        """Yield (video, caption, None) or (video, None, error) per video; decoded in workers, captioned in
-        batches of `videos_per_batch`. `explain` (default: config.explain) gets one PNG per video."""
-        explain = explain or self.explain
-        pending: list[tuple[Path, torch.Tensor]] = []
-        for path, feats, error in self.extractor.features(list(paths)):
-            if error is not None:
-                yield path, None, error
-                continue
-            pending.append((path, torch.from_numpy(feats)))
-            if len(pending) == self.config.videos_per_batch:
-                yield from self._caption(pending, explain)
-                pending = []
-        yield from self._caption(pending, explain)
+    def caption_each(self, paths: Sequence[Path], names: Sequence[str] | None = None, every: float | None = None,
+                     explain: Path | None = None, on_span: Callable[[str, Span], None] | None = None,
+                     progress: bool = False) -> Iterator[VideoResult]:
+        """The one captioning path: a VideoResult per video, in input order, each as soon as it is made.
 
-    def _caption(self, pending: list[tuple[Path, torch.Tensor]], explain: Path | None):
-        if not pending:
-            return
-        feats = torch.stack([f for _, f in pending]).to(self.device)  # (B, T, D)
-        captions = caption_features(self.model, self.vocab, feats, self.config.decode, self.info["max_words"])
-        for (path, video_feats), caption in zip(pending, captions):
-            if explain:
-                explain_video(path, explain, self.model, self.vocab, video_feats.to(self.device), caption,
-                              self.info["feature_config"], self.config.decoder)
-            yield path, caption, None
-
-
-    def caption_windows(self, path: Path, every: float) -> list[tuple[float, float, str]]:
-        """Timed captions: (start, end, caption) per consecutive `every`-second window, each window sampled
-        with the model's frame count and captioned in batches; neighbours with the same caption merge.
-        With config.explain, one picture per window."""
-        settings = self.info["feature_config"]
-        spans: list[tuple[float, float, str]] = []
-        for taken, frames in read_windows(path, settings["frames"], every, settings["size"], self.config.decoder):
-            feats = self.extractor.encode(frames.reshape(-1, *frames.shape[2:]))  # (windows * n, D)
-            feats = torch.from_numpy(feats).view(len(taken), frames.shape[1], -1)
-            for start in range(0, len(taken), self.config.videos_per_batch):
-                chunk = feats[start : start + self.config.videos_per_batch].to(self.device)
-                captions = caption_features(self.model, self.vocab, chunk, self.config.decode, self.info["max_words"])
-                spans.extend((t0, t1, c) for (t0, t1), c in zip(taken[start:], captions))
-                if self.explain:
-                    for i, caption in enumerate(captions):
-                        (t0, t1), window = taken[start + i], start + i
-                        explain_window(path, self.explain, t0, t1, self.model, self.vocab, chunk[i], caption,
-                                       frames[window])
-        return merge_spans(spans)
-
-
-def merge_spans(spans: list[tuple[float, float, str]]) -> list[tuple[float, float, str]]:
-    """Consecutive windows with the same caption become one span."""
-    merged: list[tuple[float, float, str]] = []
-    for start, end, caption in spans:
-        if merged and merged[-1][2] == caption:
-            merged[-1] = (merged[-1][0], end, caption)
+        Whole videos are decoded in workers and captioned `videos_per_batch` at a time; with `every`, each
+        video is cut into windows of that many seconds, each window captioned as a whole video would be and
+        handed to `on_span(name, span)` as soon as it is. `explain` (default: config.explain) gets a picture
+        per video or window. `names` (default: the paths) are what results and their errors call the videos."""
+        paths = list(paths)
+        names = list(names) if names is not None else [str(p) for p in paths]
+        explain = ensure_folder(explain) if explain else self.explain
+        if explain:
+            check_unique(paths, "--explain")
+        if every is None:
+            bar = Progress("captioning", "videos", len(paths), enabled=progress)
+            for result in self._whole(paths, names, explain):
+                bar.update()
+                yield result
+            bar.close()
         else:
-            merged.append((start, end, caption))
-    return merged
+            for path, name in zip(paths, names):
+                yield self._timed(path, name, every, explain, on_span, progress)
 
+    def _whole(self, paths: list[Path], names: list[str], explain: Path | None) -> Iterator[VideoResult]:
+        slots: dict[Path, deque[int]] = defaultdict(deque)  # the extractor names a video by its path
+        for i, path in enumerate(paths):
+            slots[path].append(i)
+        ready: dict[int, VideoResult] = {}  # made, waiting for the videos before it
+        pending: list[tuple[int, torch.Tensor]] = []  # features waiting for a full batch
+        released = 0
 
-def caption_videos(inputs: Sequence[str | os.PathLike], config: CaptionConfig) -> Iterator[tuple[Path, str | None, str | None]]:
-    """`vcap caption`: yield (video, caption, None) or (video, None, error) for each input file or folder."""
-    paths = expand_inputs(inputs)
-    yield from VideoCaptioner(config).caption(paths)
+        def release():
+            nonlocal released
+            while released in ready:
+                yield ready.pop(released)
+                released += 1
 
+        def caption_pending():
+            for indices, captions in caption_in_batches(
+                    self.model, self.vocab, lambda idx: torch.stack([pending[i][1] for i in idx]),
+                    range(len(pending)), self.config.videos_per_batch, self.config.decode, self.info["max_words"],
+                    self.device):
+                for i, caption in zip(indices, captions):
+                    k, feats = pending[i]
+                    pictures = [Picture(explain_video(paths[k], explain, self.model, self.vocab, feats.to(self.device),
+                                                      caption, self.info["feature_config"], self.config.decoder,
+                                                      Path(names[k]).name))] if explain else []
+                    ready[k] = VideoResult(paths[k], names[k], caption=caption, explain=pictures)
+            pending.clear()
 
-def caption_timed(inputs: Sequence[str | os.PathLike], config: CaptionConfig) -> Iterator[tuple[Path, list | None, str | None]]:
-    """`vcap caption --every S`: yield (video, [(start, end, caption), ...], None) or (video, None, error);
-    with config.srt / config.vtt (one video), also write its subtitles."""
-    paths = expand_inputs(inputs)
-    if (config.srt or config.vtt) and len(paths) != 1:
-        raise VcapError(f"--srt and --vtt write the subtitles of one video; {len(paths)} were given")
-    captioner = VideoCaptioner(config)
-    for path in paths:
+        for path, feats, error in self.extractor.features(paths):
+            k = slots[path].popleft()
+            if error is not None:
+                ready[k] = failed(paths[k], names[k], error)
+            else:
+                pending.append((k, torch.from_numpy(feats)))
+                if len(pending) == self.config.videos_per_batch:
+                    caption_pending()
+            yield from release()
+        caption_pending()
+        yield from release()
+
+    def _timed(self, path: Path, name: str, every: float, explain: Path | None,
+               on_span: Callable[[str, Span], None] | None, progress: bool) -> VideoResult:
+        settings = self.info["feature_config"]
+        windows: list[Span] = []
+        pictures: list[Picture] = []
+        bar = Progress(Path(name).name, "windows", enabled=progress)
+        # Passes of a few backbone batches: each window's line comes out a pass after it is decoded, and
+        # a pass this size still keeps the backbone's batches full.
+        per_pass = 4 * self.extractor.frame_batch
         try:
-            spans = captioner.caption_windows(path, config.every)
+            for taken, frames in read_windows(path, settings["frames"], every, settings["size"], self.config.decoder,
+                                              frames_per_pass=per_pass):
+                feats = self.extractor.encode(frames.reshape(-1, *frames.shape[2:]))  # (windows * n, D)
+                feats = torch.from_numpy(feats).view(len(taken), frames.shape[1], -1)
+                for indices, captions in caption_in_batches(
+                        self.model, self.vocab, lambda idx: feats[idx], range(len(taken)),
+                        self.config.videos_per_batch, self.config.decode, self.info["max_words"], self.device):
+                    for i, caption in zip(indices, captions):
+                        (start, end) = taken[i]
+                        windows.append((start, end, caption))
+                        if explain:
+                            picture = explain_window(path, explain, start, end, self.model, self.vocab,
+                                                     feats[i].to(self.device), caption, frames[i], Path(name).name)
+                            pictures.append(Picture(picture, start, end))
+                        if on_span is not None:
+                            on_span(name, windows[-1])
+                    bar.update(len(indices))
         except VcapError as exc:
-            yield path, None, str(exc)
-            continue
-        for target in (config.srt, config.vtt):
-            if target:
-                write_subtitles(target, spans)
-        yield path, spans, None
+            return failed(path, name, str(exc))
+        finally:
+            bar.close()
+        return VideoResult(path, name, spans=merge_spans(windows), explain=pictures)
+
+
+def failed(path: Path, name: str, error: str) -> VideoResult:
+    """A video that could not be captioned; its error calls it by the name the user knows."""
+    return VideoResult(path, name, error=error.replace(str(path), name) if name != str(path) else error)
+
+
+def caption_videos(inputs: Sequence[str | os.PathLike], config: CaptionConfig,
+                   on_span: Callable[[str, Span], None] | None = None, progress: bool = False) -> Iterator[VideoResult]:
+    """`vcap caption`: a VideoResult per video of the input files and folders, whole or in windows of
+    config.every seconds, each as soon as it is made; the files config asks for (--output-dir, --srt,
+    --vtt) are written per video as it comes and for the run at the end."""
+    paths = expand_inputs(inputs)
+    outputs = Outputs(paths, config.output_dir, parse_formats(config.output_format, config.every is not None),
+                      {"srt": config.srt, "vtt": config.vtt})
+    for result in VideoCaptioner(config).caption_each(paths, every=config.every, on_span=on_span, progress=progress):
+        outputs.add(result)
+        yield result
+    outputs.close()

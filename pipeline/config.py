@@ -9,6 +9,7 @@ from vcap.captioner.config import DecodeConfig, EvalConfig, TrainConfig, train_c
 from vcap.config import NUMBER_LIMIT, check, check_float, check_int, field_names, pick
 from vcap.errors import VcapError
 from vcap.extract.config import ExtractConfig
+from vcap.pipeline.writers import parse_formats
 
 
 MIN_EVERY = 0.1  # seconds: the shortest window of timed captions (vcap caption --every, serve ?every=)
@@ -31,6 +32,8 @@ class CaptionConfig:
     every: float | None = None  # seconds: caption consecutive windows of this length instead of whole videos
     srt: str | None = None  # with `every`: write the timed captions of the one video as SubRip
     vtt: str | None = None  # ... or as WebVTT
+    output_dir: str | None = None  # a folder for the output files; None: print only
+    output_format: str | None = None  # the formats written to output_dir, comma-separated; None: all that apply
 
     def __post_init__(self):
         if not self.model:
@@ -40,6 +43,10 @@ class CaptionConfig:
             check_float(self, "every", MIN_EVERY, MAX_EVERY)
         if (self.srt or self.vtt) and self.every is None:
             raise VcapError("--srt and --vtt write timed captions: give --every SECONDS too")
+        if self.output_format is not None and self.output_dir is None:
+            raise VcapError(f"--output-format {self.output_format} names what --output-dir gets: give --output-dir "
+                            f"DIR too")
+        parse_formats(self.output_format, self.every is not None)  # a bad name fails before the model loads
 
 
 @dataclass(frozen=True)
@@ -51,6 +58,7 @@ class ServeConfig(CaptionConfig):
     port: int = 8000
     allow_dir: str | None = None  # POST /caption {"paths": [...]} reads only below it; None: uploads only
     max_upload_mb: int = 512  # a request body past this is refused (413) while it streams
+    max_files: int = 64  # videos one request may hold (413 past it), so one request cannot hold the queue
 
     def __post_init__(self):
         super().__post_init__()
@@ -60,6 +68,7 @@ class ServeConfig(CaptionConfig):
         check(self.allow_dir is None or Path(self.allow_dir).is_dir(), "allow_dir", self.allow_dir,
               "not a folder")
         check_int(self, "max_upload_mb", 1, 1_000_000)
+        check_int(self, "max_files", 1, 100_000)
 
 
 @dataclass(frozen=True)
@@ -73,12 +82,14 @@ class RunConfig:
     train: TrainConfig  # its feats, labels and out point into OUT
     decode: DecodeConfig = DecodeConfig()
     all_videos: bool = False  # extract every video in VIDEOS, not only those LABELS names
+    test_split: str | None = EvalConfig.split  # the split of LABELS scored, where its layout has one
 
 
 def run_config(videos: str, labels: str, out: str, **options) -> RunConfig:
     """Share one command's options among the stages by name: --device, --precision and --overwrite go to
     both extraction and training, --max-words to training and decoding."""
-    known = field_names(ExtractConfig) | field_names(TrainConfig) | field_names(DecodeConfig) | {"all_videos"}
+    known = field_names(ExtractConfig) | field_names(TrainConfig) | field_names(DecodeConfig) | {"all_videos",
+                                                                                                 "test_split"}
     unknown = set(options) - known
     if unknown:
         raise TypeError(f"run_config: unknown options {sorted(unknown)}")
@@ -87,4 +98,5 @@ def run_config(videos: str, labels: str, out: str, **options) -> RunConfig:
                          out=str(root / "model"))  # resumed: the model's settings from OUT/model/last.pt
     return RunConfig(videos=str(videos), labels=str(labels), out=str(out),
                      extract=ExtractConfig(**pick(options, ExtractConfig)), train=train, decode=DecodeConfig(**pick(options, DecodeConfig)),
-                     all_videos=bool(options.get("all_videos", False)))
+                     all_videos=bool(options.get("all_videos", False)),
+                     **({"test_split": options["test_split"]} if "test_split" in options else {}))

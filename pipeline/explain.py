@@ -10,7 +10,7 @@ import torch
 from vcap.captioner.vocab import BOS, Vocab
 from vcap.extract.sampler import read_frames, resize_rgb
 from vcap.files import atomic_write
-from vcap.pipeline.subtitles import clock
+from vcap.pipeline.writers import clock
 
 THUMB = 96  # pixels a side
 
@@ -33,18 +33,20 @@ def attention_weights(model, feats: torch.Tensor, tokens: list[int]) -> np.ndarr
 
 
 def explain_video(path: Path, out_dir: Path, model, vocab: Vocab, feats: torch.Tensor, caption: str,
-                  settings: dict, decoder: str = "auto") -> Path:
-    """Write OUT_DIR/<video file name>.png for one captioned video; returns its path."""
+                  settings: dict, decoder: str = "auto", name: str | None = None) -> Path:
+    """Write OUT_DIR/<video file name>.png for one captioned video, titled `name` (default: the file name,
+    which for an upload is a temp name); returns its path."""
     frames = read_frames(path, settings["frames"], THUMB, decoder)  # the frames its features came from
-    return explain(Path(out_dir) / f"{path.name}.png", model, vocab, feats, caption, frames, path.name)
+    return explain(Path(out_dir) / f"{path.name}.png", model, vocab, feats, caption, frames, name or path.name)
 
 
 def explain_window(path: Path, out_dir: Path, start: float, end: float, model, vocab: Vocab, feats: torch.Tensor,
-                   caption: str, frames: np.ndarray) -> Path:
-    """OUT_DIR/<video file name>.<HHMMSS>.png for the window of `path` from `start` to `end` seconds."""
+                   caption: str, frames: np.ndarray, name: str | None = None) -> Path:
+    """OUT_DIR/<video file name>.<HHMMSS>.png for the window of `path` from `start` to `end` seconds,
+    titled with `name` (default: the file name)."""
     small = resize_rgb(frames, THUMB)
     target = Path(out_dir) / f"{path.name}.{clock(start).replace(':', '')}.png"
-    return explain(target, model, vocab, feats, caption, small, f"{path.name} {clock(start)}-{clock(end)}")
+    return explain(target, model, vocab, feats, caption, small, f"{name or path.name} {clock(start)}-{clock(end)}")
 
 
 def explain(target: Path, model, vocab: Vocab, feats: torch.Tensor, caption: str, frames: np.ndarray,

@@ -5,39 +5,48 @@ from pathlib import Path
 
 from vcap.captioner import distributed as ddp
 from vcap.captioner.config import EvalConfig
-from vcap.captioner.data import load_labels
+from vcap.captioner.datasets import has_split, read_labels, split_counts
 from vcap.captioner.evaluate import evaluate
 from vcap.captioner.train import train
-from vcap.extract.extractor import ExtractSummary, extract_folder
 from vcap.pipeline.config import RunConfig
+from vcap.pipeline.datasets import extract_labelled
 
 
 def run_all(config: RunConfig) -> dict:
     """OUT/feats (features + manifest), OUT/model (best.pt, last.pt, history), OUT/eval (predictions and
-    metrics on videos the model was not trained on: --val-labels, or the share of LABELS held out).
+    metrics on videos the model was not trained on: LABELS' test split where it has one, else --val-labels,
+    else the share of LABELS held out).
 
-    Only the videos LABELS names are extracted unless `all_videos`. Under torchrun every stage is shared
-    by the ranks; rank 0 alone evaluates (the others get metrics None; {} when no video is held out)."""
-    out = Path(config.out)
-    wanted = None if config.all_videos else {vid for vid, _ in load_labels(config.labels)}
-    if wanted is not None and config.train.val_labels:
-        wanted |= {vid for vid, _ in load_labels(config.train.val_labels)}
-    extracted: ExtractSummary = extract_folder(config.videos, out / "feats", config.extract, only=wanted)
+    Only the videos LABELS names are extracted unless `all_videos`; a timed dataset's videos give one feature
+    file per span. Under torchrun every stage is shared by the ranks; rank 0 alone evaluates (the others get
+    metrics None; {} when no video is held out)."""
+    out, train_config = Path(config.out), config.train
+    samples = read_labels(config.labels, train_config.labels_format)
+    extra = read_labels(train_config.val_labels, train_config.labels_format) if train_config.val_labels else []
+    extracted, resolved = extract_labelled(config.videos, out / "feats", config.extract, samples + extra,
+                                           train_config.video_pattern, config.all_videos)
     ddp.barrier()  # under torchrun (joined by extraction): every rank's features are on disk before training
-    trained = train(config.train)
+    trained = train(train_config)
+    result = {"extract": extracted, "train": trained, "metrics": None, "scored_on": None,
+              "splits": split_counts(samples), "missing": resolved.report(config.videos)}
     if not ddp.is_main():
-        return {"extract": extracted, "train": trained, "metrics": None, "scored_on": None}
-    if config.train.val_labels:
-        labels, only = config.train.val_labels, None
-        scored_on = f"the videos of {config.train.val_labels} (they also chose best.pt)"
+        return result
+    split, labels, only = None, config.labels, None
+    if config.test_split and has_split(samples, config.test_split):
+        split = config.test_split
+        scored_on = f"the {split} split of {config.labels} (held out of training and of choosing best.pt)"
+    elif train_config.val_labels:
+        labels, split = train_config.val_labels, train_config.val_split
+        scored_on = f"the videos of {train_config.val_labels} (they also chose best.pt)"
     elif not trained["val_videos"]:  # --val-fraction 0: every video trained the model; none is left to score it
-        return {"extract": extracted, "train": trained, "metrics": {},
-                "scored_on": "no held-out videos (--val-fraction 0): not scored"}
+        return {**result, "metrics": {}, "scored_on": "no held-out videos (--val-fraction 0): not scored"}
     else:
-        labels, only = config.labels, tuple(trained["val_videos"])
-        scored_on = (f"{len(only)} videos of {config.labels} held out of training "
-                     f"(--val-fraction {config.train.val_fraction}; they also chose best.pt)")
+        only = tuple(trained["val_videos"])
+        held = f"its {train_config.val_split} split" if has_split(samples, train_config.val_split) else \
+            f"--val-fraction {train_config.val_fraction}"
+        scored_on = f"{len(only)} videos of {config.labels} held out of training ({held}; they also chose best.pt)"
     metrics = evaluate(EvalConfig(model=trained["best_checkpoint"], feats=str(out / "feats"), labels=labels,
-                                  out=str(out / "eval"), decode=config.decode, device=config.train.device,
-                                  only=only, progress=config.train.progress))
-    return {"extract": extracted, "train": trained, "metrics": metrics, "scored_on": scored_on}
+                                  out=str(out / "eval"), decode=config.decode, device=train_config.device,
+                                  only=only, labels_format=train_config.labels_format, split=split,
+                                  video_pattern=train_config.video_pattern, progress=train_config.progress))
+    return {**result, "metrics": metrics, "scored_on": scored_on}

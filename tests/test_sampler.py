@@ -1,15 +1,17 @@
 """Frame sampling: uniform indices, both decoders, and every kind of bad file a user can hand us."""
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 
 from vcap.extract import sampler
-from vcap.extract.sampler import read_frames, sample_indices
+from vcap.extract.sampler import read_frames, read_windows, sample_indices, window_plan
 from vcap.errors import VcapError
 
-needs_decord = pytest.mark.skipif(sampler.decord is None, reason="decord is not installed")
-needs_av = pytest.mark.skipif(sampler.av is None, reason="PyAV is not installed")
+needs_decord = pytest.mark.skipif(sampler.decoder("decord").library is None, reason="decord is not installed")
+needs_av = pytest.mark.skipif(sampler.decoder("pyav").library is None, reason="PyAV is not installed")
 
 
 def test_indices_are_segment_centres_and_cover_the_video():
@@ -89,3 +91,49 @@ def test_decoders_agree_on_real_clips_where_decord_random_access_does_not(shared
         a = read_frames(clip, 16, size=64, backend="decord").astype(int)
         b = read_frames(clip, 16, size=64, backend="opencv").astype(int)
         assert np.abs(a - b).mean() < 1.0, clip
+
+
+@pytest.mark.parametrize("backend", ["opencv", pytest.param("pyav", marks=needs_av)])
+def test_windows_arrive_in_batches_as_read_frames_plans_them(make_video, backend):
+    """read_windows streams what read_frames gives for the same plan, a few windows at a time."""
+    path = make_video("v.avi", frames=60, fps=12, fourcc="MJPG")
+    batches = list(read_windows(path, 3, 1.0, size=32, backend=backend, frames_per_pass=6))
+    assert [len(spans) for spans, _ in batches] == [2, 2, 1]
+    spans = [span for taken, _ in batches for span in taken]
+    assert spans == [(i, i + 1) for i in range(5)]
+    planned: list = []
+    want = read_frames(path, 3, size=32, backend=backend, plan=window_plan(12.0, 1.0, 3, planned))
+    np.testing.assert_array_equal(np.concatenate([f for _, f in batches]).reshape(-1, 32, 32, 3), want)
+
+
+def test_a_caller_that_stops_early_stops_the_decoding_thread(make_video):
+    windows = read_windows(make_video("v.avi", frames=60, fps=12, fourcc="MJPG"), 3, 1.0, size=32,
+                           frames_per_pass=3)
+    next(windows)
+    windows.close()  # returns: the thread decoding ahead ends with it
+    assert not [t for t in threading.enumerate() if t.name == "vcap-decode"]
+
+
+def test_an_image_is_refused_with_one_line_wherever_it_is_named(tmp_path, make_video):
+    import cv2
+
+    from vcap.extract.extractor import find_videos
+
+    image = tmp_path / "videos" / "still.png"
+    make_video("clip.avi", fourcc="MJPG")
+    cv2.imwrite(str(image), np.zeros((48, 64, 3), np.uint8))
+    for read in (lambda: read_frames(image, 4, size=32), lambda: next(read_windows(image, 4, 1.0, size=32))):
+        with pytest.raises(VcapError, match="an image, not a video") as err:
+            read()
+        assert str(image) in str(err.value) and "\n" not in str(err.value)
+    assert [p.name for p in find_videos(tmp_path / "videos")] == ["clip.avi"]  # a folder's images are skipped
+
+
+def test_a_bad_file_prints_nothing_but_vcaps_line(tmp_path, capfd):
+    """decord's and OpenCV's C++ loggers write to the terminal themselves; none of it must show."""
+    bad = tmp_path / "notes.avi"
+    bad.write_text("not a video at all\n" * 50)
+    with pytest.raises(VcapError):
+        read_frames(bad, 4, size=32)
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""

@@ -58,7 +58,7 @@ def served(tmp_path_factory):
 
     clips = sorted(videos.glob("kind*.mp4"))
     direct = VideoCaptioner(CaptionConfig(model=str(model), device="cpu", workers=0))
-    expected = {path.name: text for path, text, _ in direct.caption(clips)}
+    expected = {result.video.name: result.caption for result in direct.caption_each(clips)}
     config = ServeConfig(model=str(model), device="cpu", workers=0, allow_dir=str(videos), max_upload_mb=1)
     uploads = root / "tmp"
     uploads.mkdir()
@@ -249,7 +249,8 @@ def test_the_page_captions_a_dropped_video_in_headless_chromium(served, tmp_path
 def test_every_gives_timed_captions_as_vcap_caption_does(served):
     client, clip = served["client"], served["clips"][0]
     direct = VideoCaptioner(CaptionConfig(model=served["config"].model, device="cpu", workers=0))
-    expected = [{"start": round(a, 3), "end": round(b, 3), "caption": c} for a, b, c in direct.caption_windows(clip, 0.5)]
+    (timed,) = direct.caption_each([clip], every=0.5)
+    expected = [{"start": round(a, 3), "end": round(b, 3), "caption": c} for a, b, c in timed.spans]
     response = client.post("/caption?every=0.5", files=[("video", (clip.name, clip.read_bytes(), "video/mp4"))])
     assert response.status_code == 200, response.text
     assert response.json() == {"videos": [{"video": clip.name, "windows": expected}]}
@@ -269,3 +270,68 @@ def test_explain_returns_the_frames_and_attention_picture(served):
     assert answer["caption"] == served["expected"][clip.name]
     assert base64.b64decode(answer["explain"].split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
     assert list(served["uploads"].iterdir()) == []
+
+
+def test_every_with_explain_returns_a_picture_per_window_titled_with_the_uploaded_name(served, monkeypatch):
+    import base64
+
+    import vcap.pipeline.explain as explain_module
+
+    titles = []
+    real = explain_module.render
+    monkeypatch.setattr(explain_module, "render", lambda *a: titles.append(a[-1]) or real(*a))
+    client, clip = served["client"], served["clips"][2]
+    response = client.post("/caption?every=0.5&explain=1", files=[("video", ("holiday.mp4", clip.read_bytes(),
+                                                                             "video/mp4"))])
+    assert response.status_code == 200, response.text
+    (answer,) = response.json()["videos"]
+    assert answer["video"] == "holiday.mp4" and answer["windows"]
+    assert [(p["start"], p["end"]) for p in answer["explain"]] == [(0.0, 0.5), (0.5, 1.0)]
+    assert all(base64.b64decode(p["picture"].split(",", 1)[1])[:4] == b"\x89PNG" for p in answer["explain"])
+    whole = client.post("/caption?explain=1", files=[("video", ("holiday.mp4", clip.read_bytes(), "video/mp4"))])
+    assert whole.status_code == 200, whole.text
+    assert len(titles) == 3 and all(t.startswith("holiday.mp4") for t in titles), titles  # not the temp 0.mp4
+    assert list(served["uploads"].iterdir()) == []
+
+
+def test_a_request_over_max_files_is_a_413(served):
+    config = ServeConfig(model=served["config"].model, device="cpu", workers=0, allow_dir=str(served["videos"]),
+                         max_files=2)
+    clip = served["clips"][0]
+    with TestClient(create_app(config, served["app"].state.worker.captioner)) as client:
+        assert "--max-files 2" in one_line_error(upload(client, clip, clip, clip), 413)
+        assert "--max-files 2" in one_line_error(client.post("/caption", json={"paths": [clip.name] * 3}), 413)
+        assert upload(client, clip, clip).status_code == 200
+
+
+def test_a_client_that_goes_away_is_one_log_line_not_a_traceback(served, caplog):
+    import asyncio
+
+    messages = iter([{"type": "http.request", "body": b"--b\r\nContent-Disposition: form-data; name=\"v\"; "
+                                                      b"filename=\"a.mp4\"\r\n\r\nabc", "more_body": True},
+                     {"type": "http.disconnect"}])
+    sent = []
+
+    async def receive():
+        return next(messages)
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": "/caption", "raw_path": b"/caption", "query_string": b"", "root_path": "",
+             "headers": [(b"content-type", b"multipart/form-data; boundary=b"), (b"host", b"test")],
+             "client": ("127.0.0.1", 5000), "server": ("test", 80)}
+    with caplog.at_level("INFO"):
+        asyncio.run(served["app"](scope, receive, send))  # raises nothing
+    records = [r for r in caplog.records if r.name.startswith("vcap")]
+    assert len(records) == 1 and "went away" in records[0].getMessage() and records[0].exc_info is None
+    assert list(served["uploads"].iterdir()) == []
+
+
+def test_two_uploads_of_one_name_are_two_answers(served):
+    first, second = served["clips"][0], served["clips"][3]
+    response = upload(served["client"], first, second, name="clip.mp4")
+    assert response.status_code == 200, response.text
+    assert response.json()["videos"] == [{"video": "clip.mp4", "caption": served["expected"][first.name]},
+                                         {"video": "clip.mp4", "caption": served["expected"][second.name]}]
