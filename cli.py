@@ -285,10 +285,11 @@ def extract(videos, out, shard, labels, labels_format, video_pattern, **values) 
 # ---- train / evaluate ------------------------------------------------------------------------------------
 
 def _best_line(summary: dict) -> str:
-    chosen = (f"lowest validation loss {summary['best_val_loss']:.4f}" if summary["select_on"] == "loss"
-              else f"best validation BLEU@1 {summary['best_val_bleu1']:.4f}")
-    return (f"best.pt: epoch {summary['best_epoch']} of {summary['epochs_run']} run, {chosen} "
-            f"(val BLEU@1 {summary['best_val_bleu1']:.4f}): {summary['best_checkpoint']}")
+    if summary["best_rule"].startswith("the last epoch"):
+        return f"best.pt: {summary['best_rule']} ({summary['epochs_run']}): {summary['best_checkpoint']}"
+    return (f"best.pt: epoch {summary['best_epoch']} of {summary['epochs_run']} run, {summary['best_rule']} "
+            f"(val loss {summary['best_val_loss']:.4f}, val BLEU@1 {summary['best_val_bleu1']:.4f}): "
+            f"{summary['best_checkpoint']}")
 
 
 @main.command("train")
@@ -324,6 +325,9 @@ def evaluate_cmd(model, feats, labels, out, **values) -> None:
 
 
 def _print_metrics(metrics: dict, scored_on: str) -> None:
+    if not metrics:
+        click.echo(f"scores: {scored_on}")
+        return
     click.echo(f"MLDS BLEU@1: {metrics['MLDS-BLEU@1']:.4f}  (beam {metrics['beam']}, on {scored_on})")
     for name in ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr"):
         if name in metrics:

@@ -1,11 +1,10 @@
 """Crash-safe file writes: a result is either whole or absent, never half-written; a write the OS refuses
 (full disk, read-only folder, a file where a folder should be) is one VcapError naming the path and cause.
-One writer at a time per folder (`hold_folder`), and the JSON a user hands in read within the parser's limits."""
+One writer at a time per folder (`hold_folder`); signals held while a folder changes (`write_together`)."""
 from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import os
 import re
 import shutil
@@ -24,20 +23,6 @@ except ImportError:  # Windows: no locks, one process per folder is the user's t
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
-
-
-def read_json(path: str | os.PathLike, what: str):
-    """The JSON value in the file `path`, a `what` file: a missing file, bad UTF-8, invalid JSON, or nesting
-    deeper than the parser goes (valid JSON that exhausts Python's recursion) is one VcapError naming it."""
-    path = Path(path)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise VcapError(f"{path}: no such {what} file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise VcapError(f"{path}: not valid JSON ({exc})") from None
-    except RecursionError:
-        raise VcapError(f"{path}: nested too deeply to be a {what} file") from None
 
 
 def write_error(path: str | os.PathLike, exc: OSError, is_folder: bool = False) -> VcapError:

@@ -60,7 +60,8 @@ class TrainConfig:
     min_count: int = 4  # rarer training words become <UNK>
     max_words: int = 20  # training captions are cut to this many words; captions decode up to it
     val_labels: str | None = None
-    val_fraction: float = 0.1  # videos held out for validation when neither val_labels nor a val split gives them
+    # videos held out for validation when neither val_labels nor a val split gives them; 0: none (best.pt = last)
+    val_fraction: float = 0.1
     labels_format: str = "auto"  # a layout of vcap.captioner.datasets.READERS; auto: told by the file's structure
     split: str = "train"  # the samples of LABELS to train on, where its layout has splits (without: all of them)
     val_split: str = "val"  # validation samples of LABELS (or val_labels) where it has this split
@@ -95,8 +96,6 @@ class TrainConfig:
         check_int(self, "min_count", 1)
         check_int(self, "max_words", 1, 1000)
         check_float(self, "val_fraction", 0.0, 1.0, high_open=True)
-        check(self.val_fraction > 0 or self.val_labels is not None, "val_fraction", self.val_fraction,
-              "must be > 0 unless --val-labels is given")
         check_labels(self)
         check_choice(self, "val_split", SPLITS)
         check_int(self, "seed", 0)
@@ -123,9 +122,9 @@ def check_labels(config) -> None:
 
 def train_config(**options) -> TrainConfig:
     """The TrainConfig of the options a user set; with resume, the run's own settings from OUT/last.pt first
-    (`vcap.captioner.train.resumed_config`, which reads the checkpoint and so imports torch)."""
+    (`vcap.captioner.runfolder.resumed_config`, which reads the checkpoint and so imports torch)."""
     if options.get("resume"):
-        from vcap.captioner.train import resumed_config
+        from vcap.captioner.runfolder import resumed_config
 
         return resumed_config(options["out"], **options)
     return TrainConfig(**options)

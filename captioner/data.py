@@ -117,7 +117,7 @@ def split_videos(videos: list, fraction: float, seed: int) -> tuple[list, list]:
     """Hold out a seeded `fraction` of videos (never captions of a training video) for validation."""
     order = list(range(len(videos)))
     random.Random(seed).shuffle(order)
-    n_val = max(1, round(len(videos) * fraction)) if len(videos) > 1 else 0
+    n_val = max(1, round(len(videos) * fraction)) if len(videos) > 1 and fraction > 0 else 0
     val = set(order[:n_val])
     return [v for i, v in enumerate(videos) if i not in val], [v for i, v in enumerate(videos) if i in val]
 

@@ -1,6 +1,7 @@
 """Features -> caption strings: greedy or beam decoding, batched over videos."""
 from __future__ import annotations
 
+import sys
 from typing import Callable, Iterator, Sequence
 
 import torch
@@ -60,7 +61,24 @@ def caption_features(model, vocab: Vocab, feats: torch.Tensor, config: DecodeCon
                       config.length_alpha)
     finally:
         model.train(was_training)
-    return [vocab.decode(seq) for seq, _ in hyps]
+    captions = [vocab.decode(seq) for seq, _ in hyps]
+    if config.beam > 1 and not all(captions):
+        _warn_empty(sum(not c for c in captions), len(captions), config)
+    return captions
+
+
+_warned: set[str] = set()
+
+
+def _warn_empty(empty: int, total: int, config: DecodeConfig) -> None:
+    """Once a process: an empty caption from a beam is no answer, and it comes from the decoding settings, not
+    the video. (A greedy one comes from the model: training and evaluation say so of all its captions.)"""
+    if "empty" in _warned:
+        return
+    _warned.add("empty")
+    print(f"vcap: warning: {empty} of {total} captions came out empty: with --beam {config.beam} a hypothesis "
+          f"that ends at once can outscore every caption; try a smaller --beam or a larger --length-alpha",
+          file=sys.stderr)
 
 
 def caption_in_batches(model, vocab: Vocab, feats_of: Callable[[list[int]], torch.Tensor], items: Sequence[int],

@@ -16,7 +16,7 @@ from .checkpoint import load_model
 from .config import EvalConfig
 from .data import FeatureBank, attach_features, load_labels
 from .decode import caption_in_batches
-from .metrics import coco_metrics, mlds_bleu1_corpus
+from .metrics import coco_metrics, degenerate, mlds_bleu1_corpus
 
 
 def evaluate(config: EvalConfig) -> dict:
@@ -46,6 +46,9 @@ def evaluate(config: EvalConfig) -> dict:
                           disable=None if config.progress else True, file=sys.stderr):
         preds.update({videos[i][0]: c for i, c in zip(idx, caps)})
     refs = {vid: caps for vid, caps, _ in videos}
+    if why := degenerate(list(preds.values())):
+        print(f"vcap: warning: {config.model}: its captions of these {len(preds)} videos are degenerate ({why}); "
+              f"train longer or on more videos", file=sys.stderr)
     metrics: dict = {"videos": len(videos), "skipped": skipped, "split": config.split, "beam": config.decode.beam,
                      "MLDS-BLEU@1": mlds_bleu1_corpus(preds, refs)}
     if config.coco:

@@ -100,3 +100,19 @@ def coco_metrics(predictions: dict[str, str], references: dict[str, list[str]]) 
     out["ROUGE-L"] = float(Rouge().compute_score(gts, res)[0])
     out["CIDEr"] = float(Cider().compute_score(gts, res)[0])
     return out
+
+
+# Words that say nothing about a video on their own: captions of only these are degenerate.
+STOP_WORDS = frozenset("a an the is are was were be been being am of in on at to into onto and or with by for "
+                       "from as it its this that these those there here his her their some".split())
+
+
+def degenerate(captions: list[str]) -> str | None:
+    """Why captions of several videos say nothing about them (one caption for all, or stop words only), or None."""
+    if captions and not any(captions):
+        return "they are all empty"
+    if len(captions) >= 2 and len(set(captions)) == 1:
+        return f"all get the caption {captions[0]!r}"
+    if captions and all(set(c.split()) <= STOP_WORDS for c in captions):
+        return f"they hold only stop words, e.g. {captions[0]!r}"
+    return None

@@ -1,19 +1,33 @@
 """Caption tokenisation and the word <-> id table saved inside every checkpoint."""
 from __future__ import annotations
 
-import re
+import unicodedata
 from collections import Counter
 from typing import Iterable
 
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
 SPECIALS = ["<PAD>", "<BOS>", "<EOS>", "<UNK>"]
 
-_PUNCT = re.compile(r"[^\w\s]")
+
+def _kept(c: str) -> bool:
+    """Letters, digits, '_' and combining marks (the vowel signs of Hindi, accents written apart) stay part of
+    a word; whitespace separates words; punctuation, symbols (emoji, $, +), control and format characters go."""
+    return c.isalnum() or c == "_" or c.isspace() or unicodedata.category(c)[0] == "M"
 
 
 def tokenize(text: str) -> list[str]:
-    """Lower-case and drop punctuation, so 'A man, running.' and 'a man running' share tokens."""
-    return _PUNCT.sub("", text.lower()).split()
+    """Lower-case and drop punctuation, so 'A man, running.' and 'a man running' share tokens, in any script:
+    'लाल' stays 'लाल'."""
+    return "".join(c for c in text.lower() if _kept(c)).split()
+
+
+def no_words_reason(captions: list[str], min_count: int) -> str:
+    """Why the captions give a vocabulary of special tokens only."""
+    counts = Counter(tok for cap in captions for tok in tokenize(cap))
+    if not counts:
+        return "its training captions hold no words (only punctuation, symbols or spaces)"
+    word, n = counts.most_common(1)[0]
+    return f"--min-count {min_count} is above every word's count (the most frequent, {word!r}, appears {n} times)"
 
 
 class Vocab:

@@ -19,7 +19,7 @@ def run_all(config: RunConfig) -> dict:
 
     Only the videos LABELS names are extracted unless `all_videos`; a timed dataset's videos give one feature
     file per span. Under torchrun every stage is shared by the ranks; rank 0 alone evaluates (the others get
-    metrics None)."""
+    metrics None; {} when no video is held out)."""
     out, train_config = Path(config.out), config.train
     samples = read_labels(config.labels, train_config.labels_format)
     extra = read_labels(train_config.val_labels, train_config.labels_format) if train_config.val_labels else []
@@ -38,6 +38,8 @@ def run_all(config: RunConfig) -> dict:
     elif train_config.val_labels:
         labels, split = train_config.val_labels, train_config.val_split
         scored_on = f"the videos of {train_config.val_labels} (they also chose best.pt)"
+    elif not trained["val_videos"]:  # --val-fraction 0: every video trained the model; none is left to score it
+        return {**result, "metrics": {}, "scored_on": "no held-out videos (--val-fraction 0): not scored"}
     else:
         only = tuple(trained["val_videos"])
         held = f"its {train_config.val_split} split" if has_split(samples, train_config.val_split) else \

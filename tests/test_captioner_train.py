@@ -12,7 +12,8 @@ from vcap.captioner.data import FeatureBank, attach_features, load_labels
 from vcap.captioner.decode import caption_features
 from vcap.captioner.metrics import mlds_bleu1_corpus
 from vcap.captioner.models import build_model
-from vcap.captioner.train import TrainConfig, resumed_config, teacher_schedule, train
+from vcap.captioner.runfolder import resumed_config
+from vcap.captioner.train import TrainConfig, teacher_schedule, train
 from vcap.captioner.vocab import BOS
 from captioner_fixtures import TINY, make_synthetic
 from vcap.errors import VcapError

@@ -61,23 +61,23 @@ def old_run(tmp_path):
 
 
 def test_ctrl_c_during_the_first_write_of_overwrite_leaves_one_run_and_advice_that_works(old_run, monkeypatch):
-    import vcap.captioner.train as train_module
+    import vcap.captioner.runfolder as runfolder
 
     feats, labels, out = old_run
-    real = train_module.write_checkpoint
+    real = runfolder.write_checkpoint
 
     def interrupted_write(path, checkpoint):
         os.kill(os.getpid(), signal.SIGINT)  # arrives while the folder changes
         real(path, checkpoint)
 
-    monkeypatch.setattr(train_module, "write_checkpoint", interrupted_write)
+    monkeypatch.setattr(runfolder, "write_checkpoint", interrupted_write)
     args = ["train", feats, labels, "--out", out, "--overwrite", "--epochs", "3", *SMALL[:-2], "--hidden", "24"]
     result = invoke(*args)
     assert result.exit_code == 130
     [line] = lines(result)
     assert line.startswith("vcap: interrupted; last.pt holds the last finished epoch; continue with: vcap train")
     assert_one_run(out, hidden=24, epochs=1)
-    monkeypatch.setattr(train_module, "write_checkpoint", real)
+    monkeypatch.setattr(runfolder, "write_checkpoint", real)
     advice = line.split("continue with: vcap ")[1].split()
     assert "--overwrite" not in advice and "--resume" in advice
     assert invoke(*advice).exit_code == 0
@@ -145,14 +145,14 @@ def test_sigterm_during_the_write_ends_with_one_line_and_one_run(old_run, tmp_pa
     feats, labels, out = old_run
     script = textwrap.dedent(f"""
         import sys, time
-        import vcap.captioner.train as train_module
+        import vcap.captioner.runfolder as runfolder
         from vcap.cli import main
-        real = train_module.write_checkpoint
+        real = runfolder.write_checkpoint
         def paused(path, checkpoint):
             print("WRITING", flush=True)
             time.sleep(2)
             real(path, checkpoint)
-        train_module.write_checkpoint = paused
+        runfolder.write_checkpoint = paused
         sys.argv = ["vcap"] + {[str(a) for a in ["train", feats, labels, "--out", out, "--overwrite", "--epochs",
                                                   "3", *SMALL[:-2], "--hidden", "24"]]!r}
         main()
@@ -287,3 +287,100 @@ def test_an_option_past_what_its_conversion_holds_is_one_line(tmp_path, make_vid
     result = invoke(command, *args, option, value)
     assert result.exit_code == 2
     assert lines(result) == [f"vcap: error: {option} {said}"]
+
+
+@pytest.mark.parametrize("captions, min_count, reason", [
+    (["...", "!!  ?", "  "], "1", "its training captions hold no words (only punctuation, symbols or spaces)"),
+    (None, "1000", "--min-count 1000 is above every word's count (the most frequent, 'is', appears 6 times)"),
+])
+def test_captions_that_leave_no_word_to_learn_are_an_error_naming_the_reason(tmp_path, captions, min_count, reason):
+    feats, labels = make_synthetic(tmp_path, n_videos=4)
+    if captions:
+        labels.write_text(json.dumps([{**item, "caption": captions} for item in json.loads(labels.read_text())]))
+    result = invoke("train", feats, labels, "--out", tmp_path / "run", "--min-count", min_count)
+    assert result.exit_code == 2
+    assert lines(result) == [f"vcap: error: {labels}: {reason}; nothing to learn"]
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_tokenizer_keeps_words_of_every_script_whole():
+    from vcap.captioner.vocab import tokenize
+
+    assert tokenize("लाल गेंद।") == ["लाल", "गेंद"]  # vowel signs are combining marks: kept
+    assert tokenize("A café, naïve man_1 🙂 $5!") == ["a", "café", "naïve", "man_1", "5"]
+    assert tokenize("A man, running.") == ["a", "man", "running"]
+    assert tokenize("e\u0301te\u0301 🙂+") == ["e\u0301te\u0301"]  # accents written apart stay; emoji and + go
+
+
+def test_empty_captions_from_a_wide_beam_are_warned_about(monkeypatch, capsys):
+    import vcap.captioner.decode as decode_module
+    from vcap.captioner.config import DecodeConfig
+    from vcap.captioner.vocab import EOS, SPECIALS, Vocab
+
+    monkeypatch.setattr(decode_module, "decode", lambda model, feats, *args: [([EOS], 0.0)] * len(feats))
+    monkeypatch.setattr(decode_module, "_warned", set())
+    model = torch.nn.Linear(1, 1)
+    captions = decode_module.caption_features(model, Vocab(SPECIALS + ["dog"]), torch.zeros(3, 2, 1),
+                                              DecodeConfig(beam=50), None)
+    assert captions == ["", "", ""]
+    assert capsys.readouterr().err == ("vcap: warning: 3 of 3 captions came out empty: with --beam 50 a hypothesis "
+                                       "that ends at once can outscore every caption; try a smaller --beam or a "
+                                       "larger --length-alpha\n")
+
+
+def test_best_pt_is_never_an_untrained_epoch_and_the_rule_is_said(tmp_path, monkeypatch):
+    from vcap.captioner.runfolder import best_epoch
+
+    history = [{"epoch": e, "val_loss": loss, "val_bleu1": 0.0} for e, loss in enumerate([1.0, 2.0, 3.0, 2.5], 1)]
+    assert best_epoch(history, "loss", chooses=True, epochs=4) == 4  # not epoch 1's lowest loss
+    assert best_epoch(history, "loss", chooses=False, epochs=4) == 4
+    feats, labels = make_synthetic(tmp_path, n_videos=8)
+    result = invoke("train", feats, labels, "--out", tmp_path / "run", "--epochs", "2", "--val-fraction", "0.25",
+                    *SMALL)
+    assert result.exit_code == 0
+    assert result.stdout.startswith("best.pt: the last epoch: 2 held-out videos are too few to choose by (fewer "
+                                    "than 5) (2): ")
+    assert torch.load(tmp_path / "run" / "best.pt", weights_only=True)["epoch"] == 2
+
+
+def test_val_fraction_0_trains_on_every_video_and_best_pt_is_the_last_epoch(tmp_path):
+    feats, labels = make_synthetic(tmp_path, n_videos=8)
+    out = tmp_path / "run"
+    result = invoke("train", feats, labels, "--out", out, "--epochs", "2", "--val-fraction", "0", *SMALL)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"best.pt: the last epoch: no videos are held out (--val-fraction 0) (2): {out}/best.pt\n"
+    assert json.loads((out / "config.json").read_text())["train_videos"] == 8
+    assert torch.load(out / "best.pt", weights_only=True)["epoch"] == 2
+
+
+def test_degenerate_held_out_captions_are_warned_about_at_the_end_of_training(tmp_path, monkeypatch):
+    from vcap.captioner import train as train_module
+    from vcap.captioner.metrics import degenerate
+
+    assert degenerate(["a man is cooking", "a dog runs"]) is None
+    assert degenerate(["a a", "a a", "a a"]) == "all get the caption 'a a'"
+    assert degenerate(["a the", "is a"]) == "they hold only stop words, e.g. 'a the'"
+    monkeypatch.setattr(train_module, "caption_in_batches",
+                        lambda model, vocab, feats_of, items, *args: [(list(items), ["a a"] * len(items))])
+    feats, labels = make_synthetic(tmp_path, n_videos=8)
+    result = invoke("train", feats, labels, "--out", tmp_path / "run", "--epochs", "1", "--val-fraction", "0.25",
+                    *SMALL)
+    assert result.exit_code == 0
+    assert lines(result) == [f"vcap: warning: {tmp_path / 'run' / 'best.pt'}: its captions of the 2 held-out videos "
+                             f"are degenerate (all get the caption 'a a'); train longer or on more videos"]
+
+
+def test_ctrl_c_while_vcap_run_extracts_advises_the_command_that_works(tmp_path, make_video, monkeypatch):
+    import vcap.pipeline.run as run_module
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_module, "extract_labelled", interrupted)
+    video = make_video("v0.mp4")
+    labels = tmp_path / "labels.json"
+    labels.write_text(json.dumps([{"id": "v0.mp4", "caption": ["a dog runs"]}]))
+    args = [str(a) for a in ["run", video.parent, labels, "--out", tmp_path / "out"]]
+    result = invoke(*args)
+    assert result.exit_code == 130
+    assert lines(result) == [f"vcap: interrupted; finished features are kept; continue with: vcap {' '.join(args)}"]
