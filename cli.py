@@ -120,7 +120,7 @@ OPTIONS = {  # name -> click option; a name means the same thing in every comman
     "frames": _option(ExtractConfig, "frames", "Frames sampled per video.", type=int),
     "size": _option(ExtractConfig, "size", "Frames are resized to SIZE x SIZE.", type=int),
     "dtype": _option(ExtractConfig, "dtype", "The type the .npy features are stored in: float16 halves the disk and "
-                     "the reads of training, with the same caption quality (docs/benchmarks.md).",
+                     "the reads of training; its caption quality is measured in docs/results.md.",
                      type=click.Choice(FEATURE_DTYPES)),
     "backbone": _option(ExtractConfig, "backbone", "; ".join(f"{s.name}: {s.summary}" + (f" (vcap[{s.extra}])" if s.extra else "")
                                                          for s in BACKBONES.values()) + ".",

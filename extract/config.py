@@ -29,8 +29,9 @@ class ExtractConfig:
     frame_batch: int | None = None  # frames per forward pass; None: 256 on a GPU, 32 on the CPU
     workers: int | None = None  # decoding processes; None: one per spare core, up to 8
     decoder: str = "auto"
-    # The type the .npy files store: float16 halves the disk and the reads of training; fc7 and pooled features
-    # are ReLU outputs, far inside its range, and float16 changes no caption metric beyond the seed noise.
+    # The type the .npy files store: float16 halves the disk and the reads of training (fc7 and pooled features
+    # are ReLU outputs, far inside its range), but scored a little lower on every caption metric, within the
+    # seed noise (docs/results.md): float32 stays the default until a larger measurement says otherwise.
     dtype: str = "float32"
     compile: bool | None = None  # torch.compile the backbone; None: on the CPU from COMPILE_MIN_FRAMES frames
     overwrite: bool = False
