@@ -92,7 +92,8 @@ def random_read_rate(root: Path, dtype: str, count: int = 200) -> str:
     start = time.perf_counter()
     size = sum(len(p.read_bytes()) for p in picked)
     seconds = time.perf_counter() - start
-    return f"{len(picked) / seconds:.0f} files/s, {size / seconds / 2**20:.0f} MiB/s ({size / len(picked) / 2**20:.2f} MiB a file)"
+    return (f"{len(picked) / seconds:.0f} files/s, {size / seconds / 2**20:.0f} MiB/s "
+            f"({size / len(picked) / 2**20:.2f} MiB a file)")
 
 
 def measure(root: Path, size: int, dtype: str, batches: int, warm: bool) -> dict:
@@ -126,7 +127,10 @@ def measure(root: Path, size: int, dtype: str, batches: int, warm: bool) -> dict
     scaler = torch.amp.GradScaler("cpu", enabled=False)
     step_args = (opt, device, resolve_precision(config.precision, device), scaler,
                  teacher_schedule(config.teacher_forcing), 0, config.grad_clip)
-    plain = lambda part: torch.utils.data.DataLoader(dataset, batch_sampler=part, collate_fn=dataset.collate)  # noqa: E731
+
+    def plain(part):
+        return torch.utils.data.DataLoader(dataset, batch_sampler=part, collate_fn=dataset.collate)
+
     train_epoch(net, plain(order[:warmup]), *step_args, progress=False)
     timed = {"plain": [0.0, 0, 0], "read_ahead": [0.0, 0, 0]}  # seconds, samples, bytes read
     for k, variant in enumerate(["plain", "read_ahead", "plain", "read_ahead"]):  # interleaved, each cold
@@ -140,7 +144,7 @@ def measure(root: Path, size: int, dtype: str, batches: int, warm: bool) -> dict
         row[0] += time.perf_counter() - t1
         row[1] += sum(len(b) for b in part)
         row[2] += disk_read_bytes() - read1
-    rss = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    rss = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
     return {"videos": size, "captions": len(dataset), "rank": ddp.rank(),
             "setup_s": round(setup_s, 2), "setup_read_gib": round(setup_read / 2**30, 2),
             **{f"{k}_samples_per_s": round(n / t * ddp.world_size(), 1) for k, (t, n, _) in timed.items()},

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from .vocab import BOS, EOS, PAD, UNK
+from vcap.captioner.vocab import BOS, EOS, PAD, UNK
 
 # A decoded caption: token ids (ending in <EOS> if the model finished it) and its summed log-probability.
 Hypothesis = tuple[list[int], float]

@@ -12,8 +12,8 @@ import torch
 
 from vcap.errors import VcapError, library_text
 
-from .models import MODELS, Captioner, build_model
-from .vocab import SPECIALS, Vocab
+from vcap.captioner.models import MODELS, Captioner, build_model
+from vcap.captioner.vocab import SPECIALS, Vocab
 
 FORMAT = "vcap-captioner"
 VERSION = 2  # 2: train_config names the architecture "captioner"; last.pt holds the loss scaler

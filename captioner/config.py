@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from vcap.config import PRECISIONS, check, check_choice, check_float, check_int
 from vcap.errors import VcapError
 
-from .datasets import FORMATS, SPLITS
+from vcap.captioner.datasets import FORMATS, SPLITS
 
 CAPTIONERS = {  # `vcap.captioner.models.MODELS` holds one class per entry
     "attention": "LSTM encoder + LSTM decoder with additive attention",

@@ -13,8 +13,8 @@ from vcap.ahead import Ahead
 from vcap.errors import VcapError, library_text
 from vcap.extract.manifest import read_manifest
 
-from .datasets import feature_name, has_split, read_labels
-from .vocab import PAD, Vocab
+from vcap.captioner.datasets import feature_name, has_split, read_labels
+from vcap.captioner.vocab import PAD, Vocab
 
 # Features must lie within the float16 range: decoding and training run in half precision on GPUs, and
 # no backbone's activations come near it, so a value beyond it (or NaN, inf) is a broken file, not a feature.

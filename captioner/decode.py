@@ -6,9 +6,9 @@ from typing import Callable, Iterator, Sequence
 
 import torch
 
-from .config import DecodeConfig
-from .beam import Hypothesis, beam_search, length_normalised, mask_step
-from .vocab import BOS, EOS, Vocab
+from vcap.captioner.config import DecodeConfig
+from vcap.captioner.beam import Hypothesis, beam_search, length_normalised, mask_step
+from vcap.captioner.vocab import BOS, EOS, Vocab
 
 
 @torch.inference_mode()

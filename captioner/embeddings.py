@@ -9,7 +9,7 @@ import torch
 
 from vcap.errors import VcapError
 
-from .vocab import Vocab, tokenize
+from vcap.captioner.vocab import Vocab, tokenize
 
 
 def load_word_vectors(path: str | Path, vocab: Vocab, weight: torch.Tensor) -> int:

@@ -12,11 +12,11 @@ from vcap.device import resolve_device
 
 from vcap.files import ensure_folder, hold_folder, write_together
 
-from .checkpoint import load_model
-from .config import EvalConfig
-from .data import FeatureBank, attach_features, load_labels
-from .decode import caption_in_batches
-from .metrics import coco_metrics, degenerate, mlds_bleu1_corpus
+from vcap.captioner.checkpoint import load_model
+from vcap.captioner.config import EvalConfig
+from vcap.captioner.data import FeatureBank, attach_features, load_labels
+from vcap.captioner.decode import caption_in_batches
+from vcap.captioner.metrics import coco_metrics, degenerate, mlds_bleu1_corpus
 
 
 def evaluate(config: EvalConfig) -> dict:

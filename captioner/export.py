@@ -12,8 +12,8 @@ from pathlib import Path
 from vcap.config import flag
 from vcap.files import atomic_write, ensure_folder
 
-from .checkpoint import read_checkpoint, to_safetensors
-from .config import TrainConfig
+from vcap.captioner.checkpoint import read_checkpoint, to_safetensors
+from vcap.captioner.config import TrainConfig
 
 # TrainConfig fields that say where a run read and wrote, or how it ran, not what it trained
 NOT_SETTINGS = ("feats", "labels", "out", "device", "precision", "cache_features", "compile", "resume",

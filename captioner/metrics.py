@@ -9,7 +9,7 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-from .vocab import tokenize
+from vcap.captioner.vocab import tokenize
 
 
 def _closest_ref_length(ref_lengths: list[int], cand_length: int) -> int:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .config import CAPTIONERS
-from .vocab import PAD
+from vcap.captioner.config import CAPTIONERS
+from vcap.captioner.vocab import PAD
 
 State = tuple[torch.Tensor, ...]
 

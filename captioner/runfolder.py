@@ -13,9 +13,9 @@ from vcap.config import field_names, flag
 from vcap.errors import VcapError
 from vcap.files import ensure_folder, hold_folder, remove_stale_temps, write_together
 
-from . import distributed as ddp
-from .checkpoint import read_checkpoint, write_checkpoint
-from .config import ARCHITECTURE, TrainConfig
+from vcap.captioner import distributed as ddp
+from vcap.captioner.checkpoint import read_checkpoint, write_checkpoint
+from vcap.captioner.config import ARCHITECTURE, TrainConfig
 
 RUN_FILES = ("best.pt", "last.pt", "history.csv", "history.png", "config.json")
 

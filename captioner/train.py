@@ -20,17 +20,18 @@ from vcap.device import autocast, compile_quietly, join_torchrun, resolve_device
 from vcap.errors import Interrupted, VcapError
 from vcap.files import signals_deferred
 
-from . import distributed as ddp
-from .config import DecodeConfig, TrainConfig, teacher_schedule_k
-from .checkpoint import make_checkpoint, model_from_checkpoint, read_checkpoint
-from .data import (CaptionDataset, FeatureBank, attach_features, batch_loader, labels_have_split, load_feature_config,
-                   load_labels, split_videos)
-from .decode import caption_in_batches
-from .embeddings import load_word_vectors
-from .metrics import degenerate, mlds_bleu1_corpus
-from .models import Captioner, build_model
-from .runfolder import best_epoch, best_rule, check_out, chooses_best, resume_checkpoint, save_epoch, take_folder
-from .vocab import PAD, SPECIALS, Vocab, no_words_reason
+from vcap.captioner import distributed as ddp
+from vcap.captioner.config import DecodeConfig, TrainConfig, teacher_schedule_k
+from vcap.captioner.checkpoint import make_checkpoint, model_from_checkpoint, read_checkpoint
+from vcap.captioner.data import (CaptionDataset, FeatureBank, attach_features, batch_loader, labels_have_split,
+                                  load_feature_config, load_labels, split_videos)
+from vcap.captioner.decode import caption_in_batches
+from vcap.captioner.embeddings import load_word_vectors
+from vcap.captioner.metrics import degenerate, mlds_bleu1_corpus
+from vcap.captioner.models import Captioner, build_model
+from vcap.captioner.runfolder import (best_epoch, best_rule, check_out, chooses_best, resume_checkpoint, save_epoch,
+                                      take_folder)
+from vcap.captioner.vocab import PAD, SPECIALS, Vocab, no_words_reason
 
 
 def teacher_schedule(spec: str) -> Callable[[int], float]:

@@ -338,7 +338,8 @@ def _extract_share(source: str | os.PathLike, out: str | os.PathLike, config: Ex
     if not todo:
         return summary
     extractor = FeatureExtractor(config)  # loads the weights: fails here, before anything is written
-    claim_folder(out, settings, {"device": str(extractor.device), "precision": extractor.precision, "dtype": config.dtype,
+    claim_folder(out, settings, {"device": str(extractor.device), "precision": extractor.precision,
+                                 "dtype": config.dtype,
                                  "frame_batch": extractor.frame_batch,
                                  "compiled": extractor.compiles(len(todo) * config.frames),
                                  "workers": extractor.workers, "share": f"{share[0]}/{share[1]}"})

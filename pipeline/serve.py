@@ -1,7 +1,7 @@
 """`vcap serve`: one loaded captioner behind a local web service (Starlette on uvicorn).
 
-The captioner and its backbone load once; one thread owns them and captions the waiting requests in rounds of
-up to `videos_per_batch` videos shared fairly among them, so a short request never waits for a long one. Uploads stream to a temp folder under a
+The captioner and its backbone load once; one thread owns them and captions the waiting requests in rounds
+of up to `videos_per_batch` videos shared fairly among them, so a short request never waits for a long one. Uploads stream to a temp folder under a
 size limit and are deleted after (uploads.py); a path a request names must stay inside the operator's
 --allow-dir. Every refusal is one line of JSON, {"error": "..."}, and the server keeps serving; a client that
 goes away is one line in the log. The page at / is static/index.html.

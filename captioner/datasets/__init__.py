@@ -15,8 +15,8 @@ from typing import Any, Callable
 
 from vcap.errors import VcapError
 
-from . import activitynet, coco, mlds, msrvtt, msvd_csv, vatex, youcook2
-from .sample import SPLITS, Sample, id_problem, span_suffix
+from vcap.captioner.datasets import activitynet, coco, mlds, msrvtt, msvd_csv, vatex, youcook2
+from vcap.captioner.datasets.sample import SPLITS, Sample, id_problem, span_suffix
 
 __all__ = ["READERS", "FORMATS", "SPLITS", "Sample", "read_labels", "register", "select_split", "feature_name", "split_counts"]
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from vcap.errors import VcapError
 
-from .sample import Sample, split_of_file, timed
+from vcap.captioner.datasets.sample import Sample, split_of_file, timed
 
 NAME = "activitynet"
 SUMMARY = 'ActivityNet Captions {"v_<id>": {"duration", "timestamps", "sentences"}}, one sample per timed sentence'

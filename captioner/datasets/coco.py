@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .sample import Sample, grouped_captions, objects, split_name
+from vcap.captioner.datasets.sample import Sample, grouped_captions, objects, split_name
 
 NAME = "coco"
 LAYOUT = "COCO captions"

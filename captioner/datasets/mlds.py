@@ -5,7 +5,7 @@ from pathlib import Path
 
 from vcap.errors import VcapError
 
-from .sample import Sample, id_problem
+from vcap.captioner.datasets.sample import Sample, id_problem
 
 NAME = "mlds"
 SUMMARY = 'a JSON list [{"id": "<video file name>", "caption": [...]}] (MLDS/MSVD)'

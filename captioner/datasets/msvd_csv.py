@@ -9,7 +9,7 @@ from pathlib import Path
 
 from vcap.errors import VcapError
 
-from .sample import Sample
+from vcap.captioner.datasets.sample import Sample
 
 NAME = "msvd-csv"
 SUMMARY = "MSVD's MSR Video Description Corpus.csv (English rows); youtube_mapping.txt beside it gives vidN and splits"

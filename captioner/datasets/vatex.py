@@ -6,7 +6,7 @@ from pathlib import Path
 
 from vcap.errors import VcapError
 
-from .sample import Sample, clean_captions, split_of_file
+from vcap.captioner.datasets.sample import Sample, clean_captions, split_of_file
 
 NAME = "vatex"
 SUMMARY = 'VATEX [{"videoID": "<youtube id>_<start>_<end>", "enCap": [...]}], split from the file name'

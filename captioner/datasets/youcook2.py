@@ -6,7 +6,7 @@ from pathlib import Path
 
 from vcap.errors import VcapError
 
-from .sample import Sample, split_name, timed
+from vcap.captioner.datasets.sample import Sample, split_name, timed
 
 NAME = "youcook2"
 SUMMARY = 'YouCook2 {"database": {"<id>": {"subset", "annotations": [{"segment", "sentence"}]}}}, one sample a segment'
