@@ -286,7 +286,7 @@ def extract(videos, out, shard, labels, labels_format, video_pattern, **values) 
 
 def _best_line(summary: dict) -> str:
     if summary["best_rule"].startswith("the last epoch"):
-        return f"best.pt: {summary['best_rule']} ({summary['epochs_run']}): {summary['best_checkpoint']}"
+        return f"best.pt: {summary['best_rule']}, epoch {summary['epochs_run']}: {summary['best_checkpoint']}"
     return (f"best.pt: epoch {summary['best_epoch']} of {summary['epochs_run']} run, {summary['best_rule']} "
             f"(val loss {summary['best_val_loss']:.4f}, val BLEU@1 {summary['best_val_bleu1']:.4f}): "
             f"{summary['best_checkpoint']}")

@@ -146,8 +146,8 @@ def best_rule(config: TrainConfig, val_videos: int) -> str:
     if not val_videos:
         return "the last epoch: no videos are held out (--val-fraction 0)"
     if not chooses_best(val_videos):
-        return f"the last epoch: {val_videos} held-out videos are too few to choose by (fewer than " \
-               f"{MIN_CHOOSING_VIDEOS})"
+        held = f"{val_videos} held-out video" + ("s are" if val_videos > 1 else " is")
+        return f"the last epoch: {held} too few to choose by (fewer than {MIN_CHOOSING_VIDEOS})"
     return ("lowest validation loss" if config.select_on == "loss" else "best validation BLEU@1") + \
         f" from epoch {MIN_BEST_EPOCH} on"
 

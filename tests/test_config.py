@@ -99,7 +99,7 @@ def test_a_second_train_refuses_the_folder_unless_told_and_resume_keeps_the_arch
     assert config["hidden"] == 32 and config["epochs"] == 2 and config["resume"] is True
     last = torch.load(out / "last.pt", weights_only=True)
     assert "scaler" in last and last["epoch"] == 2
-    assert "best.pt: the last epoch: 1 held-out videos are too few" in resumed.output  # says what chose it
+    assert "best.pt: the last epoch: 1 held-out video is too few" in resumed.output  # says what chose it
 
     replaced = invoke("train", feats, labels, "--out", out, *TINY_FLAGS, "--hidden", "24", "--epochs", "1", "--overwrite")
     assert replaced.exit_code == 0, replaced.output

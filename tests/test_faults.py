@@ -339,7 +339,7 @@ def test_best_pt_is_never_an_untrained_epoch_and_the_rule_is_said(tmp_path, monk
                     *SMALL)
     assert result.exit_code == 0
     assert result.stdout.startswith("best.pt: the last epoch: 2 held-out videos are too few to choose by (fewer "
-                                    "than 5) (2): ")
+                                    "than 5), epoch 2: ")
     assert torch.load(tmp_path / "run" / "best.pt", weights_only=True)["epoch"] == 2
 
 
@@ -348,7 +348,7 @@ def test_val_fraction_0_trains_on_every_video_and_best_pt_is_the_last_epoch(tmp_
     out = tmp_path / "run"
     result = invoke("train", feats, labels, "--out", out, "--epochs", "2", "--val-fraction", "0", *SMALL)
     assert result.exit_code == 0, result.output
-    assert result.stdout == f"best.pt: the last epoch: no videos are held out (--val-fraction 0) (2): {out}/best.pt\n"
+    assert result.stdout == f"best.pt: the last epoch: no videos are held out (--val-fraction 0), epoch 2: {out}/best.pt\n"
     assert json.loads((out / "config.json").read_text())["train_videos"] == 8
     assert torch.load(out / "best.pt", weights_only=True)["epoch"] == 2
 
