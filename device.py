@@ -1,7 +1,6 @@
-"""Device and precision choice, autocast, and joining torchrun's process group."""
+"""Device and precision choice, and autocast."""
 from __future__ import annotations
 
-import atexit
 import os
 from typing import TYPE_CHECKING
 
@@ -31,33 +30,6 @@ def resolve_device(name: str = "auto") -> "torch.device":
             raise VcapError(f"--device {name}: PyTorch sees {torch.cuda.device_count()} GPU(s), cuda:0 to "
                             f"cuda:{torch.cuda.device_count() - 1}")
     return device
-
-
-def join_torchrun(device: "torch.device") -> bool:
-    """Under torchrun (WORLD_SIZE > 1), join its process group, once per process; False when running alone.
-
-    The group is kept for the life of the process, never destroyed and made again: a second group reads
-    the first one's stale addresses from torchrun's store and times out when rank 0 arrives late. It is
-    destroyed at exit: gloo groups left to the interpreter's teardown abort the process now and then
-    ("terminate called without an active exception"), and torchrun then fails a run whose work was done."""
-    if int(os.environ.get("WORLD_SIZE", 1)) <= 1:
-        return False
-    import torch
-    import torch.distributed as dist
-
-    if not dist.is_initialized():  # gloo carries CPU tensors (loss tallies, captions) beside NCCL's CUDA ones
-        if device.type == "cuda":
-            torch.cuda.set_device(device)  # NCCL's own buffers go to this rank's GPU, not all to cuda:0
-        dist.init_process_group("cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo")
-        atexit.register(_leave_torchrun)
-    return True
-
-
-def _leave_torchrun() -> None:
-    import torch.distributed as dist
-
-    if dist.is_initialized():
-        dist.destroy_process_group()
 
 
 def resolve_precision(precision: str, device: "torch.device") -> str:

@@ -100,17 +100,17 @@ def measure(root: Path, size: int, dtype: str, batches: int, warm: bool) -> dict
     """One size, in this process: set-up as vcap train does it, then `batches` timed training steps."""
     import torch
 
-    from vcap.captioner import distributed as ddp
+    from vcap import distributed as ddp
     from vcap.captioner.config import TrainConfig
     from vcap.captioner.data import CaptionDataset, FeatureBank, attach_features, batch_loader, load_labels
     from vcap.captioner.models import build_model
     from vcap.captioner.train import epoch_batches, teacher_schedule, train_epoch
     from vcap.captioner.vocab import Vocab
-    from vcap.device import join_torchrun, resolve_precision
+    from vcap.device import resolve_precision
 
     config = TrainConfig(feats=str(root / f"feats-{dtype}"), labels=str(root / f"labels-{size}.json"), out="unused")
     device = torch.device("cpu")
-    distributed = join_torchrun(device)
+    distributed = ddp.join_torchrun(device)
     torch.manual_seed(0)
     read0, t0 = disk_read_bytes(), time.perf_counter()
     videos, _, shape = attach_features(load_labels(config.labels), config.feats, config.labels)

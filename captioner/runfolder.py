@@ -13,7 +13,7 @@ from vcap.config import field_names, flag
 from vcap.errors import VcapError
 from vcap.files import ensure_folder, hold_folder, remove_stale_temps, write_together
 
-from vcap.captioner import distributed as ddp
+from vcap import distributed as ddp
 from vcap.captioner.checkpoint import read_checkpoint, write_checkpoint
 from vcap.captioner.config import ARCHITECTURE, TrainConfig
 

@@ -16,11 +16,11 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from vcap.device import autocast, compile_quietly, join_torchrun, resolve_device, resolve_precision
+from vcap.device import autocast, compile_quietly, resolve_device, resolve_precision
 from vcap.errors import Interrupted, VcapError
 from vcap.files import signals_deferred
 
-from vcap.captioner import distributed as ddp
+from vcap import distributed as ddp
 from vcap.captioner.config import DecodeConfig, TrainConfig, teacher_schedule_k
 from vcap.captioner.checkpoint import make_checkpoint, model_from_checkpoint, read_checkpoint
 from vcap.captioner.data import (CaptionDataset, FeatureBank, attach_features, batch_loader, labels_have_split,
@@ -190,7 +190,7 @@ def train(config: TrainConfig) -> dict:
     check_out(config, out)
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device)
-    distributed = join_torchrun(device)  # under torchrun: one rank of a data-parallel run
+    distributed = ddp.join_torchrun(device)  # under torchrun: one rank of a data-parallel run
     torch.manual_seed(config.seed)
     data = _data(config)
     with contextlib.ExitStack() as held:

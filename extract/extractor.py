@@ -3,7 +3,6 @@ frames of several videos per forward pass, write each `<video file name>.npy` at
 from __future__ import annotations
 
 import copy
-import datetime
 import os
 import sys
 import zlib
@@ -23,7 +22,8 @@ from vcap.extract.backbone import FrameEncoder, load_backbone, weights_id
 from vcap.extract.config import BACKBONES, COMPILE_MIN_FRAMES, FEATURE_DTYPES, ExtractConfig
 from vcap.extract.manifest import check_settings, claim_folder, record_results
 from vcap.extract.sampler import VIDEO_EXTENSIONS, read_frames, sample_indices
-from vcap.device import compile_quietly, dtype_of, join_torchrun, resolve_device, resolve_precision
+from vcap.device import compile_quietly, dtype_of, resolve_device, resolve_precision
+from vcap.distributed import my_share, patient_group, sum_over_ranks
 from vcap.errors import VcapError, library_text
 from vcap.files import atomic_write, ensure_folder
 
@@ -34,12 +34,6 @@ class ExtractSummary:
     failed: dict[str, str] = field(default_factory=dict)  # video id -> reason
     frames_per_s: float = 0.0
     failed_everywhere: int = 0  # failures of all torchrun ranks together
-
-
-def my_share(shard: tuple[int, int]) -> tuple[int, int]:
-    """(index, count) of this process's share: the job's --shard I/N, split again among torchrun ranks."""
-    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    return shard[0] * world + rank, shard[1] * world
 
 
 def in_share(video: str, share: tuple[int, int]) -> bool:
@@ -294,32 +288,10 @@ def extract_folder(source: str | os.PathLike, out: str | os.PathLike, config: Ex
     `only`: the video ids to take (vcap run: those its labels name). `spans`: video id -> [(name, (start, end))]
     for timed datasets: such a video gets one `<name>.npy` per span, of that span's frames only. Under
     torchrun or with --shard, this process takes only its share of the videos."""
-    ranks = _patient_rank_group(config)
+    ranks = patient_group(resolve_device(config.device))
     summary = _extract_share(source, out, config, only, spans or {})
-    summary.failed_everywhere = _failures_on_all_ranks(len(summary.failed), ranks)
+    summary.failed_everywhere = sum_over_ranks(len(summary.failed), ranks)
     return summary
-
-
-def _patient_rank_group(config: ExtractConfig):
-    """Under torchrun, a gloo group of all ranks whose collectives wait up to a week: one rank's share can
-    take hours longer than another's. Made before the work, while the ranks start together; None alone."""
-    if not join_torchrun(resolve_device(config.device)):
-        return None
-    import torch.distributed as dist
-
-    return dist.new_group(backend="gloo", timeout=datetime.timedelta(days=7))
-
-
-def _failures_on_all_ranks(failed: int, ranks) -> int:
-    """Under torchrun, wait for every rank and add up their failures. Waiting matters: torchrun stops all
-    ranks as soon as one exits non-zero, so a rank that met a bad video must not exit before the others."""
-    if ranks is None:
-        return failed
-    import torch.distributed as dist
-
-    total = torch.tensor([failed])
-    dist.all_reduce(total, group=ranks)
-    return int(total)
 
 
 def _extract_share(source: str | os.PathLike, out: str | os.PathLike, config: ExtractConfig,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vcap.captioner import distributed as ddp
+from vcap import distributed as ddp
 from vcap.captioner.config import EvalConfig
 from vcap.captioner.datasets import has_split, read_labels, split_counts
 from vcap.captioner.evaluate import evaluate

@@ -76,7 +76,7 @@ LATE_RANK_0 = """
 import os, sys, time
 import torch, torch.distributed as dist
 from vcap.extract.extractor import ExtractConfig, extract_folder
-from vcap.device import join_torchrun
+from vcap.distributed import join_torchrun
 
 extract_folder(sys.argv[1], sys.argv[2], ExtractConfig(**eval(sys.argv[3])))
 assert dist.is_initialized(), "extraction left no process group for training to share"
