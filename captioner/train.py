@@ -157,7 +157,6 @@ def _train_and_val_videos(config: TrainConfig) -> tuple[list, list, tuple[int, i
     return videos, val_videos, shape
 
 
-
 @dataclasses.dataclass
 class _Data:
     """What a run trains and validates on."""

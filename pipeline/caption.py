@@ -3,7 +3,6 @@ then the captioner; both models loaded once, videos decoded in workers and capti
 from __future__ import annotations
 
 import os
-from collections import defaultdict, deque
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -116,9 +115,6 @@ class VideoCaptioner:
                 yield self._timed(path, name, every, explain, on_span, progress)
 
     def _whole(self, paths: list[Path], names: list[str], explain: Path | None) -> Iterator[VideoResult]:
-        slots: dict[Path, deque[int]] = defaultdict(deque)  # the extractor names a video by its path
-        for i, path in enumerate(paths):
-            slots[path].append(i)
         ready: dict[int, VideoResult] = {}  # made, waiting for the videos before it
         pending: list[tuple[int, torch.Tensor]] = []  # features waiting for a full batch
         released = 0
@@ -142,8 +138,7 @@ class VideoCaptioner:
                     ready[k] = VideoResult(paths[k], names[k], caption=caption, explain=pictures)
             pending.clear()
 
-        for path, feats, error in self.extractor.features(paths):
-            k = slots[path].popleft()
+        for k, feats, error in self.extractor.indexed_features(paths):  # by index: two paths may be one file
             if error is not None:
                 ready[k] = failed(paths[k], names[k], error)
             else:
