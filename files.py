@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import re
 import shutil
@@ -203,3 +204,12 @@ def _lock(path: Path, wait: bool):
 def hold_folder(folder: str | os.PathLike) -> contextlib.AbstractContextManager:
     """One writer at a time in `folder` (a training run's OUT, an evaluation's OUT): a second is refused."""
     return locked(Path(folder) / LOCK, wait=False)
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    """The hex sha256 of a file's content, read in blocks (weights files and models are hundreds of MB)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()

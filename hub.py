@@ -14,7 +14,7 @@ import urllib.request
 from pathlib import Path
 
 from vcap.errors import VcapError, library_text
-from vcap.files import atomic_write, ensure_folder
+from vcap.files import atomic_write, ensure_folder, sha256_of
 
 HASH_IN_NAME = re.compile(r"-([0-9a-f]{8,64})\.(safetensors|pt)$")
 TIMEOUT_S = 30  # a server that sends nothing for this long is treated as down
@@ -27,14 +27,6 @@ def is_url(text: str | os.PathLike) -> bool:
 
 def cache_folder() -> Path:
     return Path(os.environ.get("VCAP_HOME") or Path.home() / ".cache" / "vcap") / "models"
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def fetch(url: str) -> Path:

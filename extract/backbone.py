@@ -3,13 +3,13 @@ uint8 RGB frames, plus the weight-loading pieces every backbone shares."""
 from __future__ import annotations
 
 import contextlib
-import hashlib
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from vcap.errors import VcapError, library_text
+from vcap.files import sha256_of
 from vcap.extract.backbones import BACKBONES
 
 RANDOM_SEED = 0  # --weights none: the same random network on every machine
@@ -70,11 +70,7 @@ def weights_id(weights: str) -> str:
     path = Path(weights)
     if not path.is_file():
         raise VcapError(f"{weights}: no such weights file (use --weights imagenet, none, or a state-dict path)")
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return f"file:{path.name}:sha256:{digest.hexdigest()[:16]}"
+    return f"file:{path.name}:sha256:{sha256_of(path)[:16]}"
 
 
 def load_state_dict_file(path: Path, first_key: str) -> dict:
