@@ -52,7 +52,8 @@ class _Job:
 
     @property
     def left(self) -> int:
-        return len(self.paths) - len(self.results)
+        """Videos still to caption; none once answered (a failed request is answered with its error)."""
+        return 0 if self.done.done() else len(self.paths) - len(self.results)
 
     @property
     def alone(self) -> bool:
@@ -126,7 +127,6 @@ class CaptionWorker:
             if not isinstance(exc, VcapError):
                 log.exception("captioning a batch failed")
             for job, _, _ in spans:
-                job.results = list(job.paths)  # nothing left to do for it
                 job.done.set_exception(exc)
             return
         self.batches += 1
