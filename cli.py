@@ -5,6 +5,7 @@ once, in its stage's dataclass, and the help shows it from there. No torch is im
 """
 from __future__ import annotations
 
+import json
 import shlex
 import signal
 import sys
@@ -12,7 +13,8 @@ import threading
 
 import click
 
-from vcap.captioner.config import CAPTIONERS, SELECT_ON, DecodeConfig, EvalConfig, TrainConfig, train_config
+from vcap.captioner.captioners import CAPTIONERS
+from vcap.captioner.config import SELECT_ON, DecodeConfig, EvalConfig, TrainConfig, train_config
 from vcap.captioner.datasets import FORMATS, SPLITS
 from vcap.config import PRECISIONS, default_of, flag
 from vcap.errors import VcapError
@@ -101,6 +103,21 @@ class SecondsOrShots(click.ParamType):
             self.fail(f"{value!r} is neither a number of seconds nor {SHOTS}", param, ctx)
 
 
+def _key_values(ctx, param, pairs: tuple[str, ...]) -> dict | None:
+    """Repeated KEY=VALUE -> {KEY: VALUE}, each VALUE read as JSON where it is one (2, 0.5, true, [1, 2]), else
+    as text; None when none is given, so the dataclass default stays in effect."""
+    values = {}
+    for pair in pairs:
+        key, equals, text = pair.partition("=")
+        if not equals or not key:
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", ctx, param)
+        try:
+            values[key] = json.loads(text)
+        except ValueError:
+            values[key] = text
+    return values or None
+
+
 def _option(cls, name: str, help: str, **kwargs):
     """--NAME for field NAME of `cls`: default None (unset), help ending in the dataclass's default."""
     default = default_of(cls, name)
@@ -142,6 +159,11 @@ OPTIONS = {  # name -> click option; a name means the same thing in every comman
     # training
     "captioner": _option(TrainConfig, "captioner", "; ".join(f"{k}: {v}" for k, v in CAPTIONERS.items()) + ".",
                          type=click.Choice(list(CAPTIONERS))),
+    "captioner_options": click.option(
+        "--captioner-option", "captioner_options", multiple=True, callback=_key_values, metavar="KEY=VALUE",
+        help="A hyperparameter of the captioner's own, repeatable: KEY is a field of its Config "
+        "(vcap.captioner.captioners.<captioner>) beyond those every captioner takes; VALUE is read as JSON, else "
+        "as text [default: its Config's]."),
     "hidden": _option(TrainConfig, "hidden", "LSTM size.", type=int),
     "embed_dim": _option(TrainConfig, "embed_dim", "Word embedding size.", type=int),
     "dropout": _option(TrainConfig, "dropout", "Dropout probability.", type=float),
@@ -217,11 +239,11 @@ OPTIONS = {  # name -> click option; a name means the same thing in every comman
 }
 FEATURES = ("frames", "size", "backbone", "weights", "dtype")
 RUNTIME = ("device", "precision", "frame_batch", "workers", "decoder", "compile")
-TRAINING = ("captioner", "hidden", "embed_dim", "dropout", "lr", "batch_size", "captions_per_video", "epochs",
-            "min_count", "max_words", "val_labels", "val_fraction", "labels_format", "split", "val_split", "video_pattern",
-            "seed", "patience", "grad_clip", "teacher_forcing",
-            "embeddings", "frame_stride", "label_smoothing", "weight_decay", "select_on", "device", "precision",
-            "cache_features", "compile", "resume")
+TRAINING = ("captioner", "captioner_options", "hidden", "embed_dim", "dropout", "lr", "batch_size",
+            "captions_per_video", "epochs", "min_count", "max_words", "val_labels", "val_fraction", "labels_format",
+            "split", "val_split", "video_pattern", "seed", "patience", "grad_clip", "teacher_forcing", "embeddings",
+            "frame_stride", "label_smoothing", "weight_decay", "select_on", "device", "precision", "cache_features",
+            "compile", "resume")
 DECODING = ("beam", "max_words", "no_repeat_ngram", "length_alpha")
 
 
@@ -284,12 +306,12 @@ def extract(videos, out, shard, labels, labels_format, video_pattern, **values) 
 
 # ---- train / evaluate ------------------------------------------------------------------------------------
 
-def _best_line(summary: dict) -> str:
-    if summary["best_rule"].startswith("the last epoch"):
-        return f"best.pt: {summary['best_rule']}, epoch {summary['epochs_run']}: {summary['best_checkpoint']}"
-    return (f"best.pt: epoch {summary['best_epoch']} of {summary['epochs_run']} run, {summary['best_rule']} "
-            f"(val loss {summary['best_val_loss']:.4f}, val BLEU@1 {summary['best_val_bleu1']:.4f}): "
-            f"{summary['best_checkpoint']}")
+def _best_line(result) -> str:
+    """The line a training run ends with (`result`: a vcap.captioner.train.TrainResult)."""
+    if result.best_rule.startswith("the last epoch"):
+        return f"best.pt: {result.best_rule}, epoch {result.epochs_run}: {result.best_checkpoint}"
+    return (f"best.pt: epoch {result.best_epoch} of {result.epochs_run} run, {result.best_rule} "
+            f"(val loss {result.best_val_loss:.4f}, val BLEU@1 {result.best_val_bleu1:.4f}): {result.best_checkpoint}")
 
 
 @main.command("train")
@@ -415,15 +437,15 @@ def run(videos, labels, out, **values) -> None:
 
     config: RunConfig = run_config(videos, labels, out, **given(values))
     result = run_all(config)
-    extracted, metrics = result["extract"], result["metrics"]
+    extracted, metrics = result.extract, result.metrics
     if metrics is None:  # a torchrun rank other than 0: rank 0 reports
         sys.exit(1 if extracted.failed_everywhere else 0)
     click.echo(f"extract: {extracted.done} done, {extracted.skipped} already there, {len(extracted.failed)} failed")
-    if result["missing"]:
-        click.echo(f"vcap: {result['missing']}", err=True)
-    click.echo("labels: " + "; ".join(_split_line(name, counts) for name, counts in result["splits"].items()))
-    click.echo(_best_line(result["train"]))
-    _print_metrics(metrics, result["scored_on"])
+    if result.missing:
+        click.echo(f"vcap: {result.missing}", err=True)
+    click.echo("labels: " + "; ".join(_split_line(name, counts) for name, counts in result.splits.items()))
+    click.echo(_best_line(result.train))
+    _print_metrics(metrics, result.scored_on)
     scored = metrics["scored"]
     click.echo(f"held out ({len(scored)}): {', '.join(scored[:SHOWN_IDS])}" + (", ..." if len(scored) > SHOWN_IDS else ""))
     if extracted.failed_everywhere:  # the rest was trained and scored, but this run did not do all it was asked

@@ -19,10 +19,19 @@ def flag(field: str) -> str:
     return "--" + field.replace("_", "-")
 
 
+class BadValue(VcapError):
+    """A config value out of range, naming the option; `field`, `value` and `rule` let a caller that did not take
+    the value from that option (a checkpoint's model_config, --captioner-option) say where it came from."""
+
+    def __init__(self, field: str, value: Any, rule: str):
+        super().__init__(f"{flag(field)} {value}: {rule}")
+        self.field, self.value, self.rule = field, value, rule
+
+
 def check(ok: bool, field: str, value: Any, rule: str) -> None:
     """A config value out of range is a one-line VcapError naming the option, raised when the config is built."""
     if not ok:
-        raise VcapError(f"{flag(field)} {value}: {rule}")
+        raise BadValue(field, value, rule)
 
 
 # The largest value an option without a range of its own takes: finite numbers past these overflow the

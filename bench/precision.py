@@ -61,7 +61,7 @@ def main() -> None:
                                     hidden=128, embed_dim=64, batch_size=8, lr=3e-3, min_count=1, epochs=40,
                                     patience=0, frame_stride=1, val_fraction=0.1, device=args.device,
                                     precision="fp32", progress=False))
-        model, vocab, info = load_model(summary["best_checkpoint"])
+        model, vocab, info = load_model(summary.best_checkpoint)
     ids = sorted(feats["fp32"])
     captions = {p: caption_features(model, vocab, torch.from_numpy(np.stack([feats[p][v] for v in ids])),
                                     DecodeConfig(), info["max_words"]) for p in ("fp32", "bf16")}

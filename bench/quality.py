@@ -140,7 +140,7 @@ def run_split(feats: Path, train_videos: Videos, test_videos: Videos, overrides:
                             "progress": False, "cache_features": True, **overrides})
     summary = train(config)
     seconds = time.perf_counter() - t0
-    ours = [evaluate(EvalConfig(summary["best_checkpoint"], str(feats), str(test_json), out=str(tmp / f"eval{i}"),
+    ours = [evaluate(EvalConfig(summary.best_checkpoint, str(feats), str(test_json), out=str(tmp / f"eval{i}"),
                                 decode=DecodeConfig(beam=beam, length_alpha=alpha, no_repeat_ngram=no_repeat_ngram),
                                 progress=False))
             for i, (beam, alpha) in enumerate(decodings)]
@@ -148,8 +148,8 @@ def run_split(feats: Path, train_videos: Videos, test_videos: Videos, overrides:
     nn_scores = score(nearest_neighbour(feats, train_videos, test_videos), test_videos)
     blind = blind_caption(train_videos)
     blind_scores = score({vid: blind for vid, _ in test_videos}, test_videos)
-    info = {"blind": blind, "train_s": seconds, "best_epoch": summary["best_epoch"],
-            "epochs_run": summary["epochs_run"], "vocab": summary["vocab_size"], "sample": next(iter(preds.items()))}
+    info = {"blind": blind, "train_s": seconds, "best_epoch": summary.best_epoch,
+            "epochs_run": summary.epochs_run, "vocab": summary.vocab_size, "sample": next(iter(preds.items()))}
     return [{k: o[k] for k in METRICS if k in o} for o in ours], nn_scores, blind_scores, info
 
 

@@ -3,6 +3,7 @@ their exported form (.safetensors: the weights, and the rest as JSON text in its
 which every command loads a model with: a .pt, a .safetensors or an http(s) URL to either."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import warnings
@@ -10,9 +11,12 @@ from pathlib import Path
 
 import torch
 
+from vcap.config import BadValue
 from vcap.errors import VcapError, library_text
 
-from vcap.captioner.models import MODELS, Captioner, build_model
+from vcap.captioner import captioners
+from vcap.captioner.captioners import CAPTIONERS
+from vcap.captioner.models import Captioner, build_model
 from vcap.captioner.vocab import SPECIALS, Vocab
 
 FORMAT = "vcap-captioner"
@@ -101,16 +105,13 @@ def _check(path: Path, ckpt) -> dict:
     if ckpt.get("version") not in READS:
         raise VcapError(f"{path}: checkpoint format version {ckpt.get('version')}, but this vcap reads versions "
                         f"{', '.join(map(str, READS))}; use the vcap that wrote it, or train anew")
-    if ckpt.get("model") not in MODELS:
+    if not isinstance(ckpt.get("model"), str) or ckpt["model"] not in CAPTIONERS:
         raise VcapError(f"{path}: a checkpoint of an unknown captioner {ckpt.get('model')!r} "
-                        f"(this vcap knows {', '.join(MODELS)})")
+                        f"(this vcap knows {', '.join(CAPTIONERS)})")
     problem = inconsistency(ckpt)
     if problem:
         raise VcapError(f"{path}: an inconsistent checkpoint: {problem}; use one written by `vcap train`")
     return ckpt
-
-
-_WHOLE_NUMBERS = ("feature_dim", "vocab_size", "hidden", "embed_dim", "frame_stride")  # and dropout: the model_config
 
 
 def _whole(x) -> bool:
@@ -120,19 +121,21 @@ def _whole(x) -> bool:
 def inconsistency(ckpt: dict) -> str | None:
     """How a checkpoint disagrees with itself (vocabulary, config and weights), or None.
 
-    The model is built on the meta device to learn the shapes its config makes: no memory, whatever it says."""
+    model_config is checked by building the captioner's Config from it (its fields, their ranges), and the model
+    on the meta device to learn the shapes its config makes: no memory, whatever it says."""
     for key, kind in (("model_config", dict), ("state_dict", dict), ("vocab", list)):
         if not isinstance(ckpt.get(key), kind):
             return f"{key!r} is missing or not a {kind.__name__}"
     config, vocab, weights = ckpt["model_config"], ckpt["vocab"], ckpt["state_dict"]
-    if set(config) != {*_WHOLE_NUMBERS, "dropout"}:
-        return f"model_config has the keys {sorted(config)}, not {sorted({*_WHOLE_NUMBERS, 'dropout'})}"
-    for key in _WHOLE_NUMBERS:
-        if not _whole(config[key]):
-            return f"model_config {key} is {config[key]!r}, not a whole number >= 1"
-    if isinstance(config["dropout"], bool) or not isinstance(config["dropout"], (int, float)) \
-            or not 0 <= config["dropout"] < 1:
-        return f"model_config dropout is {config['dropout']!r}, not a number in [0, 1)"
+    config_class = captioners.spec(ckpt["model"]).config
+    try:
+        config_class(**config)
+    except TypeError:  # a key missing, or one the captioner does not have
+        fields = [f.name for f in dataclasses.fields(config_class)]
+        return f"model_config has the keys {sorted(map(str, config))}, not those of {ckpt['model']}'s config " \
+               f"({', '.join(fields)})"
+    except BadValue as exc:
+        return f"model_config {exc.field} is {exc.value!r}: {exc.rule}"
     if not all(isinstance(w, str) for w in vocab) or vocab[: len(SPECIALS)] != SPECIALS \
             or len(set(vocab)) != len(vocab):
         return f"its vocabulary is not {len(SPECIALS)} special tokens followed by distinct words"

@@ -3,20 +3,18 @@ captioners (no torch here: `vcap --help` reads these)."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from vcap.config import PRECISIONS, check, check_choice, check_float, check_int
 from vcap.errors import VcapError
 
+from vcap.captioner.captioners import CAPTIONERS, check_shared
 from vcap.captioner.datasets import FORMATS, SPLITS
 
-CAPTIONERS = {  # `vcap.captioner.models.MODELS` holds one class per entry
-    "attention": "LSTM encoder + LSTM decoder with additive attention",
-    "s2vt": "S2VT: two stacked LSTMs, frames then words",
-}
 SELECT_ON = ("loss", "bleu1")
 # What a model is: fixed by the checkpoint when resuming (a different value is refused, not silently ignored).
-ARCHITECTURE = ("captioner", "hidden", "embed_dim", "dropout", "frame_stride", "min_count", "max_words")
+ARCHITECTURE = ("captioner", "captioner_options", "hidden", "embed_dim", "dropout", "frame_stride", "min_count",
+                "max_words")
 
 
 @dataclass(frozen=True)
@@ -48,7 +46,9 @@ class TrainConfig:
     feats: str
     labels: str
     out: str
-    captioner: str = "attention"
+    captioner: str = "attention"  # a name of vcap.captioner.captioners.CAPTIONERS
+    # the captioner's own hyperparameters (fields of its Config beyond ModelConfig's); the rest are below
+    captioner_options: dict = field(default_factory=dict)
     # Defaults that bench/quality.py measures best on MSVD (5-fold, 64 training videos a fold; docs/results.md).
     hidden: int = 256
     embed_dim: int = 300
@@ -85,9 +85,9 @@ class TrainConfig:
 
     def __post_init__(self):
         check_choice(self, "captioner", tuple(CAPTIONERS))
-        check_int(self, "hidden", 1, 65536)
-        check_int(self, "embed_dim", 1, 65536)
-        check_float(self, "dropout", 0.0, 1.0, high_open=True)
+        check(isinstance(self.captioner_options, dict) and all(isinstance(k, str) for k in self.captioner_options),
+              "captioner_options", self.captioner_options, "must map option names to values")
+        check_shared(self)  # hidden, embed_dim, dropout, frame_stride: what every captioner takes
         check(isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and 0 < self.lr <= 10, "lr", self.lr,
               "must be a finite number > 0 and <= 10")
         check_int(self, "batch_size", 1)
@@ -102,7 +102,6 @@ class TrainConfig:
         check_int(self, "patience", 0)
         check_float(self, "grad_clip", 0.0)
         teacher_schedule_k(self.teacher_forcing)
-        check_int(self, "frame_stride", 1, 1000)
         check_float(self, "label_smoothing", 0.0, 1.0, high_open=True)
         check_float(self, "weight_decay", 0.0, 10.0)
         check_choice(self, "select_on", SELECT_ON)

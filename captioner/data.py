@@ -1,7 +1,10 @@
-"""Labels parsing and validation, the lazily loaded (video, caption) dataset, and batch collation."""
+"""Labels parsing and validation, a training run's videos and vocabulary, the lazily loaded (video, caption)
+dataset, and batch collation."""
 from __future__ import annotations
 
+import dataclasses
 import random
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -13,8 +16,9 @@ from vcap.ahead import Ahead
 from vcap.errors import VcapError, library_text
 from vcap.extract.manifest import read_manifest
 
+from vcap.captioner.config import TrainConfig
 from vcap.captioner.datasets import feature_name, has_split, read_labels
-from vcap.captioner.vocab import PAD, Vocab
+from vcap.captioner.vocab import PAD, SPECIALS, Vocab, no_words_reason
 
 # Features must lie within the float16 range: decoding and training run in half precision on GPUs, and
 # no backbone's activations come near it, so a value beyond it (or NaN, inf) is a broken file, not a feature.
@@ -120,6 +124,53 @@ def split_videos(videos: list, fraction: float, seed: int) -> tuple[list, list]:
     n_val = max(1, round(len(videos) * fraction)) if len(videos) > 1 and fraction > 0 else 0
     val = set(order[:n_val])
     return [v for i, v in enumerate(videos) if i not in val], [v for i, v in enumerate(videos) if i in val]
+
+
+def _videos(labels_path: str, feats: str, role: str, config: TrainConfig,
+            split: str) -> tuple[list, tuple[int, int]]:
+    labels = load_labels(labels_path, config.labels_format, split, config.video_pattern)
+    videos, skipped, shape = attach_features(labels, feats, labels_path)
+    if skipped:
+        print(f"vcap: {role}: skipped {skipped} of {skipped + len(videos)} videos without features in {feats}",
+              file=sys.stderr)
+    return videos, shape
+
+
+def _train_and_val_videos(config: TrainConfig) -> tuple[list, list, tuple[int, int]]:
+    """Training videos (LABELS' --split) and validation videos: --val-labels, else LABELS' --val-split where
+    its layout has one (MSR-VTT's validate), else a seeded --val-fraction share of the training videos."""
+    videos, shape = _videos(config.labels, config.feats, "training labels", config, config.split)
+    val_source = config.val_labels or (config.labels if labels_have_split(config.labels, config.labels_format,
+                                                                          config.val_split) else None)
+    if val_source is None:
+        return (*split_videos(videos, config.val_fraction, config.seed), shape)
+    val_videos, val_shape = _videos(val_source, config.feats, "validation labels", config, config.val_split)
+    if val_shape != shape:
+        raise VcapError(f"{val_source}: feature shape {val_shape} differs from training {shape}")
+    return videos, val_videos, shape
+
+
+@dataclasses.dataclass
+class TrainingData:
+    """What a run trains and validates on."""
+
+    train_videos: list
+    val_videos: list  # empty: no held-out split (--val-fraction 0)
+    vocab: Vocab
+    shape: tuple[int, int]  # (frames, feature dim)
+
+
+def training_data(config: TrainConfig) -> TrainingData:
+    """The training and held-out videos with their features, and the vocabulary of the training captions."""
+    train_videos, val_videos, shape = _train_and_val_videos(config)
+    if not train_videos or (config.val_fraction and not val_videos):
+        raise VcapError(f"{config.labels}: need at least 2 videos with features to hold some out for validation "
+                        f"(or --val-fraction 0)")
+    captions = [c for _, caps, _ in train_videos for c in caps]
+    vocab = Vocab.build(captions, config.min_count)
+    if len(vocab) == len(SPECIALS):
+        raise VcapError(f"{config.labels}: {no_words_reason(captions, config.min_count)}; nothing to learn")
+    return TrainingData(train_videos, val_videos, vocab, shape)
 
 
 class FeatureBank:

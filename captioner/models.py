@@ -1,16 +1,20 @@
-"""The two captioners: attention seq2seq (default) and S2VT, behind one encode/step interface.
+"""What every captioner shares: one encode/step interface, the training forward pass, and build_model, which
+makes one by name from the registry (each captioner is a module of vcap.captioner.captioners).
 
-Both expose `encode(feats) -> state` and `step(words, state) -> (logits, state)` (`advance` then `project`,
+Each exposes `encode(feats) -> state` and `step(words, state) -> (logits, state)` (`advance` then `project`,
 split so that training can run the output layer once over all steps), where every tensor in
 `state` has the batch on dim 0, so training, greedy decoding and beam search share one loop and beam
 search can reorder hypotheses with `index_select(0, ...)`.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from torch import nn
 
-from vcap.captioner.config import CAPTIONERS
+from vcap.captioner import captioners
+from vcap.captioner.captioners import ModelConfig
 from vcap.captioner.vocab import PAD
 
 State = tuple[torch.Tensor, ...]
@@ -28,17 +32,14 @@ class Dropout(nn.Dropout):
 
 
 class Captioner(nn.Module):
-    name = ""
+    name = ""  # its registry name, set by build_model
 
-    def __init__(self, *, feature_dim: int, vocab_size: int, hidden: int, embed_dim: int, dropout: float,
-                 frame_stride: int):
-        """No defaults here: TrainConfig holds them, and a checkpoint's model_config gives every value."""
+    def __init__(self, config: ModelConfig):
         super().__init__()
-        self.config = {"feature_dim": feature_dim, "vocab_size": vocab_size, "hidden": hidden,
-                       "embed_dim": embed_dim, "dropout": dropout, "frame_stride": frame_stride}
-        self.frame_stride = frame_stride
-        self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=PAD)
-        self.drop = Dropout(dropout)
+        self.config = dataclasses.asdict(config)  # plain values: a checkpoint's model_config
+        self.frame_stride = config.frame_stride
+        self.embed = nn.Embedding(config.vocab_size, config.embed_dim, padding_idx=PAD)
+        self.drop = Dropout(config.dropout)
 
     def frames(self, feats: torch.Tensor) -> torch.Tensor:
         """(B, T, D) -> (B, ceil(T / frame_stride), D): every k-th frame, the same in training and decoding.
@@ -99,98 +100,9 @@ def _fresh_column(captions: torch.Tensor, t: int) -> torch.Tensor:
     return captions[:, t].clone(memory_format=torch.contiguous_format)
 
 
-class AdditiveScores(torch.autograd.Function):
-    """Bahdanau's scores v . tanh(keys + query) (keys (B, T, H), query (B, H), v (H,) -> (B, T)), in fp32 with a
-    hand-written backward: the (B, T, H) tensors each decoder step makes are memory-bound, and this takes 8
-    passes over them where autograd takes 13 (tanh in place, no casts for autocast, tanh's gradient in one op).
-    fp32 also because the CPU's bf16 tanh is several times slower than its fp32 one."""
-
-    @staticmethod
-    def forward(ctx, keys: torch.Tensor, query: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        squashed = torch.tanh_(keys + query.unsqueeze(1))
-        ctx.save_for_backward(squashed, v)
-        return squashed @ v
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        squashed, v = ctx.saved_tensors
-        with torch.autocast(grad.device.type, enabled=False):  # fp32 even if backward() runs under autocast
-            grad_keys = torch.ops.aten.tanh_backward(grad.unsqueeze(-1) * v, squashed)  # of keys + query: (B, T, H)
-            return grad_keys, grad_keys.sum(1), squashed.flatten(0, 1).t() @ grad.flatten()
-
-
-class AttentionCaptioner(Captioner):
-    """Linear+dropout+LSTM encoder over frames; LSTM decoder with additive (Bahdanau) attention."""
-
-    name = "attention"
-
-    def __init__(self, **config):
-        super().__init__(**config)
-        feature_dim, vocab_size, hidden, embed_dim = (config[k] for k in ("feature_dim", "vocab_size", "hidden",
-                                                                          "embed_dim"))
-        self.proj = nn.Linear(feature_dim, hidden)
-        self.encoder = nn.LSTM(hidden, hidden, batch_first=True)
-        self.att_keys = nn.Linear(hidden, hidden, bias=False)
-        self.att_query = nn.Linear(hidden, hidden)
-        self.att_v = nn.Linear(hidden, 1, bias=False)
-        self.decoder = nn.LSTMCell(embed_dim + hidden, hidden)
-        self.out = nn.Linear(2 * hidden, vocab_size)
-
-    def encode(self, feats: torch.Tensor) -> State:
-        enc, (h, c) = self.encoder(self.drop(self.proj(self.frames(feats))))  # enc (B, T, H); h, c (1, B, H)
-        return enc, self.att_keys(enc).float(), h[0].float(), c[0].float()
-
-    def attend(self, state: State) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> (context (B, H), attention weights over the encoded frames (B, T)) for the next word."""
-        enc, keys, h, _ = state
-        query = self.att_query(h).float()
-        with torch.autocast(enc.device.type, enabled=False):
-            scores = AdditiveScores.apply(keys, query, self.att_v.weight.float().squeeze(0))  # (B, T)
-        weights = scores.softmax(-1).to(enc.dtype)
-        return torch.bmm(weights.unsqueeze(1), enc).squeeze(1), weights
-
-    def advance(self, words: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        enc, keys, h, c = state
-        context, _ = self.attend(state)
-        x = torch.cat([self.drop(self.embed(words)).to(context.dtype), context], -1)
-        h, c = self.decoder(x, (h.to(x.dtype), c.to(x.dtype)))
-        return torch.cat([h.to(context.dtype), context], -1), (enc, keys, h.float(), c.float())
-
-
-class S2VTCaptioner(Captioner):
-    """Two stacked LSTMs (Venugopalan et al. 2015): frames go in with padded words, then words with padded frames."""
-
-    name = "s2vt"
-
-    def __init__(self, **config):
-        super().__init__(**config)
-        feature_dim, vocab_size, hidden, embed_dim = (config[k] for k in ("feature_dim", "vocab_size", "hidden",
-                                                                          "embed_dim"))
-        self.proj = nn.Linear(feature_dim, hidden)
-        self.lstm1 = nn.LSTM(hidden, hidden, batch_first=True)
-        self.lstm2 = nn.LSTM(hidden + embed_dim, hidden, batch_first=True)
-        self.out = nn.Linear(hidden, vocab_size)
-
-    def encode(self, feats: torch.Tensor) -> State:
-        x = self.drop(self.proj(self.frames(feats)))  # (B, T', H)
-        o1, (h1, c1) = self.lstm1(x)
-        pad_words = o1.new_zeros(*o1.shape[:2], self.embed.embedding_dim)
-        _, (h2, c2) = self.lstm2(torch.cat([o1, pad_words], -1))
-        return h1[0].float(), c1[0].float(), h2[0].float(), c2[0].float()
-
-    def advance(self, words: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        h1, c1, h2, c2 = state
-        pad_frame = h1.new_zeros(h1.shape[0], 1, h1.shape[1])  # (B, 1, H)
-        o1, (h1, c1) = self.lstm1(pad_frame, (h1[None], c1[None]))
-        x2 = torch.cat([o1, self.drop(self.embed(words)).unsqueeze(1).to(o1.dtype)], -1)
-        o2, (h2, c2) = self.lstm2(x2, (h2[None].to(x2.dtype), c2[None].to(x2.dtype)))
-        return o2[:, 0], (h1[0].float(), c1[0].float(), h2[0].float(), c2[0].float())
-
-
-MODELS = {m.name: m for m in (AttentionCaptioner, S2VTCaptioner)}
-assert set(MODELS) == set(CAPTIONERS), "captioner.config.CAPTIONERS lists the captioners; add a class to both"
-
-
-def build_model(name: str, **config) -> Captioner:
-    """`config` is a model's `.config` dict (as saved in checkpoints)."""
-    return MODELS[name](**config)
+def build_model(name: str, **model_config) -> Captioner:
+    """Captioner `name` of the registry, from a model_config (a model's `.config`, as saved in checkpoints)."""
+    entry = captioners.spec(name)
+    model = entry.model(entry.config(**model_config))
+    model.name = name
+    return model

@@ -60,14 +60,23 @@ def resume_checkpoint(out: str | Path, values: dict, device: str | torch.device 
     if problem:
         raise VcapError(f"{last}: cannot be resumed: {problem}; train anew with --overwrite")
     known = field_names(TrainConfig)
-    # a run from before captions_per_video trained on independent samples, and resumes so
-    recorded = {"captions_per_video": 1, **{k: v for k, v in recorded.items() if k in known}}
-    clashes = [f"{flag(k)} {values[k]} (the run has {recorded[k]})" for k in ARCHITECTURE
+    # a run from before captions_per_video trained on independent samples, and resumes so; one from before
+    # captioner_options had none
+    recorded = {"captions_per_video": 1, "captioner_options": {}, **{k: v for k, v in recorded.items() if k in known}}
+    clashes = [f"{_given(k, values[k])} (the run has {recorded[k]})" for k in ARCHITECTURE
                if k in values and values[k] != recorded[k]]
     if clashes:
         raise VcapError(f"{last}: --resume keeps the model it holds; drop {', '.join(clashes)}, "
                         f"or train anew with --overwrite")
     return ckpt, recorded
+
+
+def _given(field: str, value) -> str:
+    """How the command line says `value` of `field`: --captioner-option KEY=VALUE for each captioner option."""
+    if field == "captioner_options":
+        return " ".join(f"--captioner-option {k}={json.dumps(v)}" for k, v in value.items()) or \
+            "no --captioner-option"
+    return f"{flag(field)} {value}"
 
 
 def resumed_config(run: str | Path, **overrides) -> TrainConfig:

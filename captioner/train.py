@@ -23,15 +23,16 @@ from vcap.files import signals_deferred
 from vcap import distributed as ddp
 from vcap.captioner.config import DecodeConfig, TrainConfig, teacher_schedule_k
 from vcap.captioner.checkpoint import make_checkpoint, model_from_checkpoint, read_checkpoint
-from vcap.captioner.data import (CaptionDataset, FeatureBank, attach_features, batch_loader, labels_have_split,
-                                  load_feature_config, load_labels, split_videos)
+from vcap.captioner.captioners import model_config
+from vcap.captioner.data import (CaptionDataset, FeatureBank, TrainingData, batch_loader, load_feature_config,
+                                  training_data)
 from vcap.captioner.decode import caption_in_batches
 from vcap.captioner.embeddings import load_word_vectors
 from vcap.captioner.metrics import degenerate, mlds_bleu1_corpus
 from vcap.captioner.models import Captioner, build_model
 from vcap.captioner.runfolder import (best_epoch, best_rule, check_out, chooses_best, resume_checkpoint, save_epoch,
                                       take_folder)
-from vcap.captioner.vocab import PAD, SPECIALS, Vocab, no_words_reason
+from vcap.captioner.vocab import PAD, SPECIALS, Vocab
 
 
 def teacher_schedule(spec: str) -> Callable[[int], float]:
@@ -133,40 +134,6 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _videos(labels_path: str, feats: str, role: str, config: TrainConfig,
-            split: str) -> tuple[list, tuple[int, int]]:
-    labels = load_labels(labels_path, config.labels_format, split, config.video_pattern)
-    videos, skipped, shape = attach_features(labels, feats, labels_path)
-    if skipped:
-        print(f"vcap: {role}: skipped {skipped} of {skipped + len(videos)} videos without features in {feats}",
-              file=sys.stderr)
-    return videos, shape
-
-
-def _train_and_val_videos(config: TrainConfig) -> tuple[list, list, tuple[int, int]]:
-    """Training videos (LABELS' --split) and validation videos: --val-labels, else LABELS' --val-split where
-    its layout has one (MSR-VTT's validate), else a seeded --val-fraction share of the training videos."""
-    videos, shape = _videos(config.labels, config.feats, "training labels", config, config.split)
-    val_source = config.val_labels or (config.labels if labels_have_split(config.labels, config.labels_format,
-                                                                          config.val_split) else None)
-    if val_source is None:
-        return (*split_videos(videos, config.val_fraction, config.seed), shape)
-    val_videos, val_shape = _videos(val_source, config.feats, "validation labels", config, config.val_split)
-    if val_shape != shape:
-        raise VcapError(f"{val_source}: feature shape {val_shape} differs from training {shape}")
-    return videos, val_videos, shape
-
-
-@dataclasses.dataclass
-class _Data:
-    """What a run trains and validates on."""
-
-    train_videos: list
-    val_videos: list  # empty: no held-out split (--val-fraction 0)
-    vocab: Vocab
-    shape: tuple[int, int]  # (frames, feature dim)
-
-
 @dataclasses.dataclass
 class _State:
     """What an epoch changes: the model and what continues its training, and the run's history so far."""
@@ -180,8 +147,28 @@ class _State:
     start_epoch: int
 
 
-def train(config: TrainConfig) -> dict:
-    """Train a captioner on cached features; returns a summary with the best score and checkpoint paths.
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+    """What a training run made: its checkpoints, the epoch best.pt holds and why, and what it trained on."""
+
+    best_checkpoint: str
+    last_checkpoint: str
+    best_epoch: int  # 0: no epoch ran (a resumed run already at --epochs)
+    best_val_bleu1: float  # -1 without held-out videos
+    best_val_loss: float  # inf without held-out videos
+    select_on: str
+    best_rule: str  # how best.pt was chosen, in words
+    epochs_run: int  # counting those of the run resumed
+    steps: int
+    stopped_early: bool
+    train_videos: int
+    val_videos: list[str]  # the ids held out for validation
+    vocab_size: int
+    history: list[dict]  # a row per epoch, as in history.csv
+
+
+def train(config: TrainConfig) -> TrainResult:
+    """Train a captioner on cached features.
 
     Writes OUT/best.pt, last.pt (with optimizer, loss scaler and RNG state), history.csv/png and
     config.json (the resolved config) after every epoch, as one change of OUT (see runfolder.save_epoch)."""
@@ -191,10 +178,13 @@ def train(config: TrainConfig) -> dict:
     precision = resolve_precision(config.precision, device)
     distributed = ddp.join_torchrun(device)  # under torchrun: one rank of a data-parallel run
     torch.manual_seed(config.seed)
-    data = _data(config)
+    data = training_data(config)
+    new_model = None if config.resume else model_config(  # a bad --captioner-option fails before OUT is touched
+        config.captioner, config.captioner_options, feature_dim=data.shape[1], vocab_size=len(data.vocab),
+        hidden=config.hidden, embed_dim=config.embed_dim, dropout=config.dropout, frame_stride=config.frame_stride)
     with contextlib.ExitStack() as held:
         take_folder(config, out, held)
-        state = _setup(config, data, device, precision, distributed)
+        state = _setup(config, data, new_model, device, precision, distributed)
         _epochs(config, data, state, out, device, precision)
         ddp.barrier()  # no rank leaves (and no caller reads best.pt) before rank 0 has written it
         if ddp.is_main():
@@ -202,21 +192,10 @@ def train(config: TrainConfig) -> dict:
     return _summary(config, data, state, out)
 
 
-def _data(config: TrainConfig) -> _Data:
-    """The training and held-out videos with their features, and the vocabulary of the training captions."""
-    train_videos, val_videos, shape = _train_and_val_videos(config)
-    if not train_videos or (config.val_fraction and not val_videos):
-        raise VcapError(f"{config.labels}: need at least 2 videos with features to hold some out for validation "
-                        f"(or --val-fraction 0)")
-    captions = [c for _, caps, _ in train_videos for c in caps]
-    vocab = Vocab.build(captions, config.min_count)
-    if len(vocab) == len(SPECIALS):
-        raise VcapError(f"{config.labels}: {no_words_reason(captions, config.min_count)}; nothing to learn")
-    return _Data(train_videos, val_videos, vocab, shape)
-
-
-def _setup(config: TrainConfig, data: _Data, device: torch.device, precision: str, distributed: bool) -> _State:
-    """A new model, or the run of OUT/last.pt continued (its resume rules checked once, in resume_checkpoint)."""
+def _setup(config: TrainConfig, data: TrainingData, new_model: dict | None, device: torch.device, precision: str,
+           distributed: bool) -> _State:
+    """A new model of model_config `new_model`, or the run of OUT/last.pt continued (its resume rules checked once,
+    in resume_checkpoint)."""
     ckpt, history, step, start_epoch = None, [], 0, 0
     if config.resume:
         last = Path(config.out) / "last.pt"
@@ -230,9 +209,7 @@ def _setup(config: TrainConfig, data: _Data, device: torch.device, precision: st
                             f"the run in {config.out} was trained with ({len(saved_vocab)}); resume on the same labels")
         history, step, start_epoch = ckpt["history"], ckpt["step"], ckpt["epoch"]
     else:
-        model = build_model(config.captioner, feature_dim=data.shape[1], vocab_size=len(data.vocab),
-                            hidden=config.hidden, embed_dim=config.embed_dim, dropout=config.dropout,
-                            frame_stride=config.frame_stride)
+        model = build_model(config.captioner, **new_model)
         if config.embeddings:
             with torch.no_grad():
                 found = load_word_vectors(config.embeddings, data.vocab, model.embed.weight)
@@ -257,7 +234,7 @@ def _setup(config: TrainConfig, data: _Data, device: torch.device, precision: st
     return _State(model, net, opt, scaler, history, step, start_epoch)
 
 
-def _epochs(config: TrainConfig, data: _Data, state: _State, out: Path, device: torch.device,
+def _epochs(config: TrainConfig, data: TrainingData, state: _State, out: Path, device: torch.device,
             precision: str) -> None:
     """Train, validate and save epoch after epoch. A Ctrl-C (or SIGTERM) ends it as an Interrupted that knows
     whether OUT/last.pt is this run's, so the advice printed is the command that works."""
@@ -335,15 +312,14 @@ def _warn_if_degenerate(best_path: Path, val_videos: list, device: torch.device,
               f"({why}); train longer or on more videos", file=sys.stderr)
 
 
-def _summary(config: TrainConfig, data: _Data, state: _State, out: Path) -> dict:
+def _summary(config: TrainConfig, data: TrainingData, state: _State, out: Path) -> TrainResult:
     history = state.history
     chooses = chooses_best(len(data.val_videos))
     chosen = best_epoch(history, config.select_on, chooses, config.epochs) if history else 0
     best_row = next((h for h in history if h["epoch"] == chosen), {})
-    return {"best_checkpoint": str(out / "best.pt"), "last_checkpoint": str(out / "last.pt"),
-            "best_epoch": chosen, "best_val_bleu1": best_row.get("val_bleu1", -1.0),
-            "best_val_loss": best_row.get("val_loss", math.inf), "select_on": config.select_on,
-            "best_rule": best_rule(config, len(data.val_videos)), "epochs_run": len(history),
-            "steps": state.step, "stopped_early": len(history) < config.epochs,
-            "train_videos": len(data.train_videos), "val_videos": [vid for vid, _, _ in data.val_videos],
-            "vocab_size": len(data.vocab), "history": history}
+    return TrainResult(best_checkpoint=str(out / "best.pt"), last_checkpoint=str(out / "last.pt"), best_epoch=chosen,
+                       best_val_bleu1=best_row.get("val_bleu1", -1.0), best_val_loss=best_row.get("val_loss", math.inf),
+                       select_on=config.select_on, best_rule=best_rule(config, len(data.val_videos)),
+                       epochs_run=len(history), steps=state.step, stopped_early=len(history) < config.epochs,
+                       train_videos=len(data.train_videos), val_videos=[vid for vid, _, _ in data.val_videos],
+                       vocab_size=len(data.vocab), history=history)

@@ -63,7 +63,7 @@ def model(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("model")
     feats, labels = make_synthetic(root, n_videos=8)
     return Path(train(TrainConfig(str(feats), str(labels), str(root / "run"), epochs=1, device="cpu",
-                                  **TINY))["best_checkpoint"])
+                                  **TINY)).best_checkpoint)
 
 
 def invoke(*args):
@@ -319,8 +319,10 @@ def _set(path: str, value):
     (_set("model_config.hidden", 64), "weight proj.weight is (32, 12) but model_config makes it (64, 12)"),
     (_set("model_config.embed_dim", 17), "but model_config makes it"),
     (_set("model_config.hidden", "32"), "model_config hidden is '32'"),
-    (_set("model_config.hidden", 10 ** 9), "makes no attention model"),
+    (_set("model_config.hidden", 10 ** 9), "model_config hidden is 1000000000: must be a whole number >= 1 and <="),
+    (_set("model_config.frame_stride", True), "model_config frame_stride is True"),
     (_set("model_config.dropout", 2.0), "model_config dropout is 2.0"),
+    (_set("model_config.dropout", float("nan")), "model_config dropout is nan"),
     (_set("model_config.layers", 2), "model_config has the keys"),
     (_set("model_config.frame_stride", KeyError), "model_config has the keys"),
     (_set("model", "s2vt"), "missing for the s2vt model"),

@@ -72,9 +72,9 @@ def test_real_msvd_features_train_three_epochs(tmp_path):
 
     summary = train(TrainConfig(str(MSVD / "feat"), str(MSVD / "dev_label.json"), str(tmp_path), hidden=32,
                                 embed_dim=16, epochs=3, patience=0, batch_size=64, max_words=8, progress=False))
-    assert summary["train_videos"] + len(summary["val_videos"]) == 80 and summary["vocab_size"] > 50
+    assert summary.train_videos + len(summary.val_videos) == 80 and summary.vocab_size > 50
     # Well below a uniform guess over the vocabulary (about 5.8 here): it learnt from real captions.
-    assert summary["history"][-1]["val_loss"] < math.log(summary["vocab_size"]) - 1.5
+    assert summary.history[-1]["val_loss"] < math.log(summary.vocab_size) - 1.5
     # Real captions share common words. After one epoch greedy BLEU@1 was 0.02-0.65 over seeds 0-5 (often
     # one repeated word); after three, 0.29-0.70.
-    assert summary["best_val_bleu1"] > 0.1
+    assert summary.best_val_bleu1 > 0.1

@@ -41,10 +41,10 @@ def test_learns_captions_that_depend_on_the_features(synthetic, tmp_path, model,
     feats, labels, test_labels = synthetic
     summary = train(TrainConfig(str(feats), str(labels), str(tmp_path), captioner=model, epochs=epochs,
                                 val_fraction=0.25, teacher_forcing="inverse-sigmoid:50", **TINY))
-    assert summary["best_val_bleu1"] > 0.9
+    assert summary.best_val_bleu1 > 0.9
     assert _held_out_bleu(tmp_path / "best.pt", feats, test_labels) > 0.9
     rows = list(csv.DictReader((tmp_path / "history.csv").open()))
-    assert [int(r["epoch"]) for r in rows] == list(range(1, summary["epochs_run"] + 1))
+    assert [int(r["epoch"]) for r in rows] == list(range(1, summary.epochs_run + 1))
     assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
     assert (tmp_path / "history.png").stat().st_size > 0
 
@@ -85,7 +85,7 @@ def test_resume_continues_where_it_stopped(synthetic, tmp_path):
     train(TrainConfig(out=str(tmp_path / "b"), epochs=1, **cfg))
     resumed = train(TrainConfig(out=str(tmp_path / "b"), epochs=2, resume=True, **cfg))
     strip = lambda h: [{k: v for k, v in row.items() if k != "seconds"} for row in h]
-    assert strip(resumed["history"]) == strip(straight["history"])
+    assert strip(resumed.history) == strip(straight.history)
     a = torch.load(tmp_path / "a" / "last.pt", weights_only=True)["state_dict"]
     b = torch.load(tmp_path / "b" / "last.pt", weights_only=True)["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -100,8 +100,8 @@ def test_resume_continues_where_it_stopped(synthetic, tmp_path):
 def test_compiled_training_follows_the_eager_loss_curve(synthetic, tmp_path):
     feats, labels, _ = synthetic
     cfg = dict(feats=str(feats), labels=str(labels), epochs=2, precision="fp32", **{**TINY, "dropout": 0.0})
-    eager = train(TrainConfig(out=str(tmp_path / "eager"), **cfg))["history"]
-    compiled = train(TrainConfig(out=str(tmp_path / "compiled"), compile=True, **cfg))["history"]
+    eager = train(TrainConfig(out=str(tmp_path / "eager"), **cfg)).history
+    compiled = train(TrainConfig(out=str(tmp_path / "compiled"), compile=True, **cfg)).history
     for a, b in zip(eager, compiled):
         assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-3)
         assert b["val_loss"] == pytest.approx(a["val_loss"], rel=1e-3)
@@ -145,7 +145,7 @@ def test_a_video_encoded_once_for_several_captions_trains_as_one_copy_a_caption(
 
 
 def test_attention_scores_and_their_hand_written_gradients_match_autograd():
-    from vcap.captioner.models import AdditiveScores
+    from vcap.captioner.captioners.attention import AdditiveScores
 
     torch.manual_seed(0)
     keys, query, v = (torch.randn(*shape, dtype=torch.double, requires_grad=True)
@@ -216,8 +216,8 @@ def test_select_on_loss_keeps_the_lowest_validation_loss(synthetic, tmp_path):
     feats, labels, _ = synthetic
     summary = train(TrainConfig(str(feats), str(labels), str(tmp_path), epochs=3, select_on="loss",
                                 label_smoothing=0.1, weight_decay=0.01, **TINY))
-    best = min(summary["history"], key=lambda h: h["val_loss"])
-    assert summary["best_epoch"] == best["epoch"]
+    best = min(summary.history, key=lambda h: h["val_loss"])
+    assert summary.best_epoch == best["epoch"]
     assert torch.load(tmp_path / "best.pt", weights_only=True)["epoch"] == best["epoch"]
     with pytest.raises(VcapError, match="--select-on"):
         train(TrainConfig(str(feats), str(labels), str(tmp_path / "x"), select_on="cider", **TINY))

@@ -49,7 +49,7 @@ def test_mixed_precision_training_on_the_gpu_learns_and_loads_on_the_cpu(tmp_pat
     feats, labels = make_synthetic(tmp_path, n_videos=48, seed=0)
     summary = train(TrainConfig(str(feats), str(labels), str(tmp_path / "model"), epochs=8, val_fraction=0.25,
                                 device="cuda", precision=precision, teacher_forcing="inverse-sigmoid:50", **TINY))
-    assert summary["best_val_bleu1"] > 0.9
+    assert summary.best_val_bleu1 > 0.9
     model, _, _ = load_model(tmp_path / "model" / "best.pt", "cpu")
     assert all(p.device.type == "cpu" and p.dtype == torch.float32 for p in model.parameters())
 
