@@ -85,8 +85,11 @@ class TrainConfig:
 
     def __post_init__(self):
         check_choice(self, "captioner", tuple(CAPTIONERS))
-        check(isinstance(self.captioner_options, dict) and all(isinstance(k, str) for k in self.captioner_options),
-              "captioner_options", self.captioner_options, "must map option names to values")
+        options = self.captioner_options
+        # plain values, which checkpoints and config.json keep as they are (so --resume compares them equal)
+        check(isinstance(options, dict) and all(isinstance(k, str) and isinstance(v, (bool, int, float, str))
+                                                for k, v in options.items()),
+              "captioner_options", options, "must map option names to numbers, text or true/false")
         check_shared(self)  # hidden, embed_dim, dropout, frame_stride: what every captioner takes
         check(isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and 0 < self.lr <= 10, "lr", self.lr,
               "must be a finite number > 0 and <= 10")

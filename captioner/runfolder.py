@@ -1,10 +1,13 @@
 """A training run's folder (OUT): the files it holds, the one routine that changes them, which epoch best.pt
-holds, and the rules for taking it over (--overwrite) or continuing it (--resume), each checked in one place."""
+holds (and the TrainResult that reports it), and the rules for taking it over (--overwrite) or continuing it
+(--resume), each checked in one place."""
 from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import json
+import math
 from pathlib import Path
 
 import torch
@@ -174,3 +177,36 @@ def best_epoch(history: list[dict], select_on: str = "bleu1", chooses: bool = Tr
         return history[-1]["epoch"]
     best = max(_selection_score(h, select_on) for h in eligible)
     return next(h["epoch"] for h in eligible if _selection_score(h, select_on) == best)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+    """What a training run made: its checkpoints, the epoch best.pt holds and why, and what it trained on."""
+
+    best_checkpoint: str
+    last_checkpoint: str
+    best_epoch: int  # the epoch best.pt holds
+    best_val_bleu1: float  # its scores on the held-out videos (NaN without any)
+    best_val_loss: float
+    select_on: str
+    best_rule: str  # how best.pt was chosen, in words
+    epochs_run: int  # counting those of the run resumed
+    steps: int
+    stopped_early: bool
+    train_videos: int
+    val_videos: list[str]  # the ids held out for validation
+    vocab_size: int
+    history: list[dict]  # a row per epoch, as in history.csv
+
+
+def run_result(config: TrainConfig, out: Path, history: list[dict], steps: int, train_videos: int,
+               val_videos: list[str], vocab_size: int) -> TrainResult:
+    """A finished run's TrainResult: its history says which epoch best.pt holds."""
+    chooses = chooses_best(len(val_videos))
+    chosen = best_epoch(history, config.select_on, chooses, config.epochs) if history else 0
+    best_row = next((h for h in history if h["epoch"] == chosen), {})
+    return TrainResult(best_checkpoint=str(out / "best.pt"), last_checkpoint=str(out / "last.pt"), best_epoch=chosen,
+                       best_val_bleu1=best_row.get("val_bleu1", -1.0), best_val_loss=best_row.get("val_loss", math.inf),
+                       select_on=config.select_on, best_rule=best_rule(config, len(val_videos)),
+                       epochs_run=len(history), steps=steps, stopped_early=len(history) < config.epochs,
+                       train_videos=train_videos, val_videos=val_videos, vocab_size=vocab_size, history=history)

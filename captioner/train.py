@@ -1,6 +1,7 @@
 """Training loop: scheduled sampling, per-epoch validation, best/last checkpoints, resume, early stopping.
 
-The run folder's files and resume rules live in runfolder.py."""
+The run folder's files, resume rules and TrainResult live in runfolder.py; the videos and vocabulary a run
+trains on in data.py."""
 from __future__ import annotations
 
 import contextlib
@@ -30,8 +31,8 @@ from vcap.captioner.decode import caption_in_batches
 from vcap.captioner.embeddings import load_word_vectors
 from vcap.captioner.metrics import degenerate, mlds_bleu1_corpus
 from vcap.captioner.models import Captioner, build_model
-from vcap.captioner.runfolder import (best_epoch, best_rule, check_out, chooses_best, resume_checkpoint, save_epoch,
-                                      take_folder)
+from vcap.captioner.runfolder import (TrainResult, best_epoch, check_out, chooses_best, resume_checkpoint, run_result,
+                                      save_epoch, take_folder)
 from vcap.captioner.vocab import PAD, SPECIALS, Vocab
 
 
@@ -147,26 +148,6 @@ class _State:
     start_epoch: int
 
 
-@dataclasses.dataclass(frozen=True)
-class TrainResult:
-    """What a training run made: its checkpoints, the epoch best.pt holds and why, and what it trained on."""
-
-    best_checkpoint: str
-    last_checkpoint: str
-    best_epoch: int  # 0: no epoch ran (a resumed run already at --epochs)
-    best_val_bleu1: float  # -1 without held-out videos
-    best_val_loss: float  # inf without held-out videos
-    select_on: str
-    best_rule: str  # how best.pt was chosen, in words
-    epochs_run: int  # counting those of the run resumed
-    steps: int
-    stopped_early: bool
-    train_videos: int
-    val_videos: list[str]  # the ids held out for validation
-    vocab_size: int
-    history: list[dict]  # a row per epoch, as in history.csv
-
-
 def train(config: TrainConfig) -> TrainResult:
     """Train a captioner on cached features.
 
@@ -189,7 +170,8 @@ def train(config: TrainConfig) -> TrainResult:
         ddp.barrier()  # no rank leaves (and no caller reads best.pt) before rank 0 has written it
         if ddp.is_main():
             _warn_if_degenerate(out / "best.pt", data.val_videos, device, config.batch_size)
-    return _summary(config, data, state, out)
+    return run_result(config, out, state.history, state.step, len(data.train_videos),
+                      [vid for vid, _, _ in data.val_videos], len(data.vocab))
 
 
 def _setup(config: TrainConfig, data: TrainingData, new_model: dict | None, device: torch.device, precision: str,
@@ -310,16 +292,3 @@ def _warn_if_degenerate(best_path: Path, val_videos: list, device: torch.device,
     if why:
         print(f"vcap: warning: {best_path}: its captions of the {len(val_videos)} held-out videos are degenerate "
               f"({why}); train longer or on more videos", file=sys.stderr)
-
-
-def _summary(config: TrainConfig, data: TrainingData, state: _State, out: Path) -> TrainResult:
-    history = state.history
-    chooses = chooses_best(len(data.val_videos))
-    chosen = best_epoch(history, config.select_on, chooses, config.epochs) if history else 0
-    best_row = next((h for h in history if h["epoch"] == chosen), {})
-    return TrainResult(best_checkpoint=str(out / "best.pt"), last_checkpoint=str(out / "last.pt"), best_epoch=chosen,
-                       best_val_bleu1=best_row.get("val_bleu1", -1.0), best_val_loss=best_row.get("val_loss", math.inf),
-                       select_on=config.select_on, best_rule=best_rule(config, len(data.val_videos)),
-                       epochs_run=len(history), steps=state.step, stopped_early=len(history) < config.epochs,
-                       train_videos=len(data.train_videos), val_videos=[vid for vid, _, _ in data.val_videos],
-                       vocab_size=len(data.vocab), history=history)
