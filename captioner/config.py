@@ -1,5 +1,5 @@
-"""What `vcap train`, `evaluate` and `caption` take: the training run, the decoding, and the registry of
-captioners (no torch here: `vcap --help` reads these)."""
+"""What `vcap train`, `evaluate` and `caption` take: the training run and the decoding (no torch here: `vcap
+--help` reads these); the captioners, with their hyperparameters, are in vcap.captioner.captioners."""
 from __future__ import annotations
 
 import math
