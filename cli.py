@@ -261,7 +261,7 @@ def given_with_decode(values: dict) -> tuple[dict, DecodeConfig]:
 def extract(videos, out, shard, labels, labels_format, video_pattern, **values) -> None:
     """Turn every video in VIDEOS (a folder, searched recursively, or one file) into OUT/<file name>.npy,
     float32 of shape (frames, feature dim). Finished files are kept: run again to resume."""
-    from vcap.extract.extractor import extract_folder
+    from vcap.extract.folder import extract_folder
 
     config = ExtractConfig(**given(values), **({"shard": parse_shard(shard)} if shard else {}))
     if labels is None:

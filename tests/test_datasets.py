@@ -210,7 +210,7 @@ def write_halves(path: Path, halves: list[tuple[int, int, int]], frames_each: in
 
 def test_a_span_has_the_features_of_the_video_cut_to_it(tmp_path):
     from vcap.extract.config import ExtractConfig
-    from vcap.extract.extractor import extract_folder
+    from vcap.extract.folder import extract_folder
 
     config = ExtractConfig(frames=4, size=64, weights="none", device="cpu", workers=0, precision="fp32")
     (tmp_path / "full").mkdir()

@@ -14,7 +14,9 @@ from vcap.cli import main
 from vcap.extract.backbone import load_backbone
 from vcap.extract.config import COMPILE_MIN_FRAMES
 from vcap.captioner.data import check_features
-from vcap.extract.extractor import ExtractConfig, FeatureExtractor, extract_folder, find_videos
+from vcap.extract.config import ExtractConfig
+from vcap.extract.extractor import FeatureExtractor
+from vcap.extract.folder import extract_folder, find_videos
 from vcap.errors import VcapError
 
 SMALL = dict(frames=4, size=64, weights="none", device="cpu", workers=0)

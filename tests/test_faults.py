@@ -225,7 +225,7 @@ def test_a_resumed_run_checks_the_training_state_of_last_pt(old_run):
 
 def test_a_resumed_extraction_makes_again_the_features_files_that_are_not_whole(tmp_path, make_video):
     from vcap.extract.config import ExtractConfig
-    from vcap.extract.extractor import extract_folder
+    from vcap.extract.folder import extract_folder
 
     for i in range(3):
         make_video(f"v{i}.mp4", seed=i)

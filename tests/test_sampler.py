@@ -134,7 +134,7 @@ def test_a_caller_that_stops_early_stops_the_decoding_thread(make_video):
 def test_an_image_is_refused_with_one_line_wherever_it_is_named(tmp_path, make_video):
     import cv2
 
-    from vcap.extract.extractor import find_videos
+    from vcap.extract.folder import find_videos
 
     image = tmp_path / "videos" / "still.png"
     make_video("clip.avi", fourcc="MJPG")

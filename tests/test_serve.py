@@ -21,7 +21,8 @@ from vcap.errors import VcapError
 from vcap.pipeline.caption import VideoCaptioner
 from vcap.pipeline.config import CaptionConfig, ServeConfig
 from vcap.pipeline.results import VideoResult
-from vcap.pipeline.serve import CaptionWorker, create_app, exposure_warning
+from vcap.pipeline.serve import create_app, exposure_warning
+from vcap.pipeline.worker import CaptionWorker
 
 FEATURE_FLAGS = ["--frames", "4", "--size", "64", "--backbone", "efficientnet-lite0", "--weights", "none", "--workers", "0", "--device", "cpu"]
 TRAIN_FLAGS = ["--hidden", "32", "--embed-dim", "16", "--lr", "0.01", "--min-count", "1", "--epochs", "2",
