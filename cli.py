@@ -2,6 +2,8 @@
 
 Every option defaults to None and only what the user set is passed on (timm's rule), so each default lives
 once, in its stage's dataclass, and the help shows it from there. No torch is imported before a command runs.
+It is one module past 300 lines because most of it is the option table every command draws on: each command, a
+few lines, reads beside the options it shares.
 """
 from __future__ import annotations
 
@@ -122,8 +124,9 @@ OPTIONS = {  # name -> click option; a name means the same thing in every comman
     "dtype": _option(ExtractConfig, "dtype", "The type the .npy features are stored in: float16 halves the disk and "
                      "the reads of training; its caption quality is measured in docs/results.md.",
                      type=click.Choice(FEATURE_DTYPES)),
-    "backbone": _option(ExtractConfig, "backbone", "; ".join(f"{s.name}: {s.summary}" + (f" (vcap[{s.extra}])" if s.extra else "")
-                                                         for s in BACKBONES.values()) + ".",
+    "backbone": _option(ExtractConfig, "backbone", "; ".join(f"{s.name}: {s.summary}"
+                                                             + (f" (vcap[{s.extra}])" if s.extra else "")
+                                                             for s in BACKBONES.values()) + ".",
                         type=click.Choice(list(BACKBONES))),
     "weights": _option(ExtractConfig, "weights", "Backbone weights: imagenet (genuine ImageNet weights), none "
                        "(random, seeded), or a state-dict file."),
@@ -218,8 +221,8 @@ OPTIONS = {  # name -> click option; a name means the same thing in every comman
 FEATURES = ("frames", "size", "backbone", "weights", "dtype")
 RUNTIME = ("device", "precision", "frame_batch", "workers", "decoder", "compile")
 TRAINING = ("captioner", "hidden", "embed_dim", "dropout", "lr", "batch_size", "captions_per_video", "epochs",
-            "min_count", "max_words", "val_labels", "val_fraction", "labels_format", "split", "val_split", "video_pattern",
-            "seed", "patience", "grad_clip", "teacher_forcing",
+            "min_count", "max_words", "val_labels", "val_fraction", "labels_format", "split", "val_split",
+            "video_pattern", "seed", "patience", "grad_clip", "teacher_forcing",
             "embeddings", "frame_stride", "label_smoothing", "weight_decay", "select_on", "device", "precision",
             "cache_features", "compile", "resume")
 DECODING = ("beam", "max_words", "no_repeat_ngram", "length_alpha")
@@ -425,7 +428,8 @@ def run(videos, labels, out, **values) -> None:
     click.echo(_best_line(result["train"]))
     _print_metrics(metrics, result["scored_on"])
     scored = metrics["scored"]
-    click.echo(f"held out ({len(scored)}): {', '.join(scored[:SHOWN_IDS])}" + (", ..." if len(scored) > SHOWN_IDS else ""))
+    more = ", ..." if len(scored) > SHOWN_IDS else ""
+    click.echo(f"held out ({len(scored)}): {', '.join(scored[:SHOWN_IDS])}{more}")
     if extracted.failed_everywhere:  # the rest was trained and scored, but this run did not do all it was asked
         click.echo(f"vcap: {extracted.failed_everywhere} of the videos could not be extracted (listed in "
                    f"{out}/feats/manifest.json); the model was trained and scored without them", err=True)

@@ -152,8 +152,8 @@ def test_two_ranks_follow_the_loss_curve_of_one_with_the_same_global_batch(tmp_p
         assert abs(float(a["train_loss"]) - float(b["train_loss"])) < 0.02 * float(a["train_loss"])
         assert abs(float(a["val_loss"]) - float(b["val_loss"])) < 0.02 * float(a["val_loss"])
     assert float(two[-1]["train_loss"]) < float(two[0]["train_loss"])
-    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["best.pt", "config.json", "history.csv", "history.png",
-                                                                   "last.pt"]
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["best.pt", "config.json", "history.csv",
+                                                                   "history.png", "last.pt"]
 
 
 @pytest.mark.slow

@@ -348,7 +348,8 @@ def test_val_fraction_0_trains_on_every_video_and_best_pt_is_the_last_epoch(tmp_
     out = tmp_path / "run"
     result = invoke("train", feats, labels, "--out", out, "--epochs", "2", "--val-fraction", "0", *SMALL)
     assert result.exit_code == 0, result.output
-    assert result.stdout == f"best.pt: the last epoch: no videos are held out (--val-fraction 0), epoch 2: {out}/best.pt\n"
+    assert result.stdout == (f"best.pt: the last epoch: no videos are held out (--val-fraction 0), epoch 2: "
+                             f"{out}/best.pt\n")
     assert json.loads((out / "config.json").read_text())["train_videos"] == 8
     assert torch.load(out / "best.pt", weights_only=True)["epoch"] == 2
 
