@@ -5,7 +5,8 @@ tries the decoders per video (lowest first; 10, 20, 30 leave room for a new one 
 The registry is read without importing a decoder, since each imports its codec library (and numpy and cv2
 through extract/decoding.py): the folder's modules name the decoders, and each ORDER line is read from the
 module's source with `ast`. So the CLI's --help and ExtractConfig's checks cost no codec library, and adding a
-decoder is adding one file. `decoder(name)` imports the module when a video is to be read.
+decoder is adding one file. `decoder(name)` imports the module when a video is to be read. A module may share
+its library's name (decord.py imports decord): imports are absolute, so it gets the library, not itself.
 """
 from __future__ import annotations
 
@@ -13,6 +14,10 @@ import ast
 import importlib
 import pkgutil
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from vcap.extract.decoding import Decoder
 
 
 def _order(name: str) -> int:
@@ -30,6 +35,6 @@ NAMES: tuple[str, ...] = tuple(sorted((m.name for m in pkgutil.iter_modules(__pa
                                       key=lambda name: (_order(name), name)))
 
 
-def decoder(name: str):
+def decoder(name: str) -> Decoder:
     """The `Decoder` entry of decoder `name` (one of NAMES); its module, and so its library, imported now."""
     return importlib.import_module(f"{__name__}.{name}").DECODER
