@@ -67,9 +67,9 @@ def test_train_options_out_of_range_are_one_line_before_anything_is_written(tmp_
 @pytest.mark.parametrize("command", [
     ["extract", "VIDEO", "OUT", "--frames", "0"], ["extract", "VIDEO", "OUT", "--frame-batch", "0"],
     ["extract", "VIDEO", "OUT", "--shard", "3/2"], ["caption", "VIDEO", "--model", "M", "--beam", "0"],
-    ["caption", "VIDEO", "--model", "M", "--videos-per-batch", "0"], ["evaluate", "M", "FEATS", "LABELS", "--beam", "0"],
+    ["caption", "VIDEO", "--model", "M", "--videos-per-batch", "0"],
+    ["evaluate", "M", "FEATS", "LABELS", "--beam", "0"], ["evaluate", "M", "FEATS", "LABELS", "--max-words", "0"],
     ["evaluate", "M", "FEATS", "LABELS", "--videos-per-batch", "0"],
-    ["evaluate", "M", "FEATS", "LABELS", "--max-words", "0"],
 ])
 def test_every_verb_checks_its_ranges(tmp_path, command, make_video):
     video = make_video("a.mp4", frames=4)

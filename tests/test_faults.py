@@ -306,7 +306,8 @@ def test_captions_that_leave_no_word_to_learn_are_an_error_naming_the_reason(tmp
 def test_the_tokenizer_keeps_words_of_every_script_whole():
     from vcap.captioner.vocab import tokenize
 
-    assert tokenize("लाल गेंद।") == ["लाल", "गेंद"]  # vowel signs are combining marks: kept
+    # vowel signs are combining marks: kept
+    assert tokenize("लाल गेंद।") == ["लाल", "गेंद"]
     assert tokenize("A café, naïve man_1 🙂 $5!") == ["a", "café", "naïve", "man_1", "5"]
     assert tokenize("A man, running.") == ["a", "man", "running"]
     assert tokenize("e\u0301te\u0301 🙂+") == ["e\u0301te\u0301"]  # accents written apart stay; emoji and + go
