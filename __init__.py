@@ -3,7 +3,7 @@
     model = vcap.load("best.pt")
     model.caption("clip.mp4")
 
-Stages, each a plain function: `vcap.extract.extractor.extract_folder`, `vcap.captioner.train.train`,
+Stages, each a plain function: `vcap.extract.folder.extract_folder`, `vcap.captioner.train.train`,
 `vcap.captioner.evaluate.evaluate`, `vcap.pipeline.caption.caption_videos`, `vcap.pipeline.run.run_all`.
 `vcap.load` imports torch on first use, so `import vcap` stays light.
 """

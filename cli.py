@@ -2,6 +2,8 @@
 
 Every option defaults to None and only what the user set is passed on (timm's rule), so each default lives
 once, in its stage's dataclass, and the help shows it from there. No torch is imported before a command runs.
+It is one module past 300 lines because most of it is the option table every command draws on: each command, a
+few lines, reads beside the options it shares.
 """
 from __future__ import annotations
 
@@ -139,8 +141,9 @@ OPTIONS = {  # name -> click option; a name means the same thing in every comman
     "dtype": _option(ExtractConfig, "dtype", "The type the .npy features are stored in: float16 halves the disk and "
                      "the reads of training; its caption quality is measured in docs/results.md.",
                      type=click.Choice(FEATURE_DTYPES)),
-    "backbone": _option(ExtractConfig, "backbone", "; ".join(f"{s.name}: {s.summary}" + (f" (vcap[{s.extra}])" if s.extra else "")
-                                                         for s in BACKBONES.values()) + ".",
+    "backbone": _option(ExtractConfig, "backbone", "; ".join(f"{s.name}: {s.summary}"
+                                                             + (f" (vcap[{s.extra}])" if s.extra else "")
+                                                             for s in BACKBONES.values()) + ".",
                         type=click.Choice(list(BACKBONES))),
     "weights": _option(ExtractConfig, "weights", "Backbone weights: imagenet (genuine ImageNet weights), none "
                        "(random, seeded), or a state-dict file."),
@@ -283,7 +286,7 @@ def given_with_decode(values: dict) -> tuple[dict, DecodeConfig]:
 def extract(videos, out, shard, labels, labels_format, video_pattern, **values) -> None:
     """Turn every video in VIDEOS (a folder, searched recursively, or one file) into OUT/<file name>.npy,
     float32 of shape (frames, feature dim). Finished files are kept: run again to resume."""
-    from vcap.extract.extractor import extract_folder
+    from vcap.extract.folder import extract_folder
 
     config = ExtractConfig(**given(values), **({"shard": parse_shard(shard)} if shard else {}))
     if labels is None:
@@ -447,7 +450,8 @@ def run(videos, labels, out, **values) -> None:
     click.echo(_best_line(result.train))
     _print_metrics(metrics, result.scored_on)
     scored = metrics["scored"]
-    click.echo(f"held out ({len(scored)}): {', '.join(scored[:SHOWN_IDS])}" + (", ..." if len(scored) > SHOWN_IDS else ""))
+    more = ", ..." if len(scored) > SHOWN_IDS else ""
+    click.echo(f"held out ({len(scored)}): {', '.join(scored[:SHOWN_IDS])}{more}")
     if extracted.failed_everywhere:  # the rest was trained and scored, but this run did not do all it was asked
         click.echo(f"vcap: {extracted.failed_everywhere} of the videos could not be extracted (listed in "
                    f"{out}/feats/manifest.json); the model was trained and scored without them", err=True)

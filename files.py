@@ -35,7 +35,8 @@ def write_error(path: str | os.PathLike, exc: OSError, is_folder: bool = False) 
         # numpy reports a disk that fills mid-write as "N requested and M written", without an errno
         cause = f"no space left on the device holding {folder}/; free some and run the same command again"
     elif code in (errno.EACCES, errno.EPERM, errno.EROFS):
-        cause = f"{'read-only file system' if code == errno.EROFS else 'permission denied'}; choose a folder you can write to"
+        refused = "read-only file system" if code == errno.EROFS else "permission denied"
+        cause = f"{refused}; choose a folder you can write to"
     elif code in (errno.ENOTDIR, errno.EEXIST) and (blocker := _file_in_the_way(path)):
         cause = f"{blocker} is a file, not a folder; choose another output folder"
     elif code == errno.EISDIR:

@@ -23,7 +23,8 @@ from pathlib import Path
 import av
 import numpy as np
 
-from vcap.extract import decoder_pyav, decoding, sampler
+from vcap.extract import decoding, sampler
+from vcap.extract.decoders import pyav
 
 FPS = 30
 GOP_S = 2
@@ -100,7 +101,7 @@ def video(cache: Path, width: int, height: int, length: str) -> Path:
 
 def sequential_pyav(path: Path, n: int, size: int) -> np.ndarray:
     """PyAV's sequential read, the reference the seeking read must match."""
-    groups = decoding.sequential_groups(decoder_pyav.decode, path, lambda total: sampler.sample_indices(total, n),
+    groups = decoding.sequential_groups(pyav.decode, path, lambda total: sampler.sample_indices(total, n),
                                         n, size, decoding.Header(path))
     return np.concatenate([frames for _, frames in groups])
 

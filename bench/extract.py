@@ -145,7 +145,8 @@ def main() -> None:
     start = time.perf_counter()
     frames = naive(videos, args.frames, baseline, first.device)
     naive_fps = frames / (time.perf_counter() - start)
-    print(f"naive (per-frame seek, fp32 one by one): {naive_fps:6.1f} frames/s; {reference} is {vcap_fps / naive_fps:.2f}x")
+    print(f"naive (per-frame seek, fp32 one by one): {naive_fps:6.1f} frames/s; "
+          f"{reference} is {vcap_fps / naive_fps:.2f}x")
 
 
 if __name__ == "__main__":

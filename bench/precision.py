@@ -22,7 +22,8 @@ from vcap.captioner.config import DecodeConfig, TrainConfig
 from vcap.captioner.decode import caption_features
 from vcap.captioner.train import train
 from vcap.extract.config import ExtractConfig
-from vcap.extract.extractor import FeatureExtractor, find_videos, video_id
+from vcap.extract.extractor import FeatureExtractor
+from vcap.extract.folder import find_videos, video_id
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 

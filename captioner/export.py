@@ -85,7 +85,8 @@ def train_command(train: dict) -> str:
 def _evaluations(checkpoint: Path) -> list[dict]:
     """The metrics.json files of `vcap evaluate` / `vcap run` that scored this checkpoint."""
     found = []
-    for metrics in [checkpoint.parent.parent / "eval" / "metrics.json", *sorted(checkpoint.parent.glob("eval*/metrics.json"))]:
+    run_eval = checkpoint.parent.parent / "eval" / "metrics.json"  # vcap run's OUT/eval beside OUT/model
+    for metrics in [run_eval, *sorted(checkpoint.parent.glob("eval*/metrics.json"))]:
         try:
             scored = json.loads(metrics.read_text(encoding="utf-8"))
         except (OSError, ValueError):

@@ -1,4 +1,5 @@
-"""What `vcap extract` takes: its settings and the decoders (no torch here; backbones: `vcap.extract.backbones`)."""
+"""What `vcap extract` takes: its settings and choices (no torch here; backbones: `vcap.extract.backbones`,
+decoders: `vcap.extract.decoders`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -6,13 +7,10 @@ from dataclasses import dataclass
 from vcap.config import PRECISIONS, check, check_choice, check_int
 from vcap.errors import VcapError
 from vcap.extract.backbones import BACKBONES
+from vcap.extract.decoders import NAMES as DECODER_NAMES
 
 FEATURE_DTYPES = ("float32", "float16")
-# The decoders, each in its own module (its `DECODER` entry: see extract/decoding.py), in the order
-# --decoder auto tries them per video. Imported on first use, so this table costs no codec library.
-DECODER_MODULES = {"pyav": "vcap.extract.decoder_pyav", "decord": "vcap.extract.decoder_decord",
-                   "opencv": "vcap.extract.decoder_opencv"}
-DECODERS = ("auto", *DECODER_MODULES)
+DECODERS = ("auto", *DECODER_NAMES)  # --decoder's choices
 # --compile unset: compile the backbone on the CPU once an extractor's frames, done and ahead, reach this:
 # the compile is a one-off cost that faster passes repay only over a few thousand frames (docs/benchmarks.md).
 COMPILE_MIN_FRAMES = 2000

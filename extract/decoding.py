@@ -1,6 +1,6 @@
-"""What every decoder shares: its registry entry (`Decoder`), what the header claims (`Header`), and turning a
-decoder's frames into groups of planned frames (a whole video's n, or one window's n), with the checks that keep
-the frames those of a sequential read whatever the header says.
+"""What every decoder shares: its registry entry (`Decoder`, one per module of extract/decoders/), what the
+header claims (`Header`), and turning a decoder's frames into groups of planned frames (a whole video's n, or one
+window's n), with the checks that keep the frames those of a sequential read whatever the header says.
 
 A decoder's `decode(path, wanted, last, size)` reads frames 0..last in order (to the end when `last` is None),
 yields (index, frame resized to size x size RGB) for the indices in `wanted`, and returns (frames seen, seconds
@@ -9,7 +9,6 @@ at which the last one ends or None). It stops early at the end of the stream.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import os
 import sys
 import threading
@@ -26,7 +25,6 @@ import cv2  # noqa: E402
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # also when cv2 was imported before us
 
 from vcap.errors import VcapError  # noqa: E402
-from vcap.extract.config import DECODER_MODULES  # noqa: E402
 
 Plan = Callable[[int], np.ndarray]  # a video's frame count -> the frame indices to take, in order
 Frames = Generator[tuple[int, np.ndarray], None, tuple[int, "float | None"]]
@@ -51,11 +49,6 @@ class Decoder:
         if self.groups is not None:
             return self.groups(path, plan, group, size, header, threads)
         return sequential_groups(self.decode, path, plan, group, size, header)
-
-
-def decoder(name: str) -> Decoder:
-    """The registry entry of decoder `name` (extract/config.py's DECODER_MODULES; its module imported now)."""
-    return importlib.import_module(DECODER_MODULES[name]).DECODER
 
 
 _stderr_lock = threading.Lock()

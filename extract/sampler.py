@@ -1,5 +1,5 @@
 """Video -> planned RGB frames at one fixed square size: n per video (`read_frames`), or n per timed window
-(`read_windows`), from whichever decoder of the registry (extract/config.py's DECODER_MODULES) reads the file.
+(`read_windows`), from whichever decoder of the registry (`vcap.extract.decoders`) reads the file.
 
 With --decoder auto, PyAV is tried first, then decord, then OpenCV; every decoder gives the frames of a
 sequential read (extract/decoding.py), resized with the same cv2 call, so the features they lead to agree.
@@ -14,8 +14,9 @@ import numpy as np
 
 from vcap.ahead import Ahead
 from vcap.errors import VcapError, library_text
-from vcap.extract.config import DECODER_MODULES, DECODERS
-from vcap.extract.decoding import Groups, Header, Plan, decoder
+from vcap.extract.config import DECODERS
+from vcap.extract.decoders import NAMES as DECODER_NAMES, decoder
+from vcap.extract.decoding import Groups, Header, Plan
 from vcap.extract.shots import cut_frames, frame_differences, shot_windows
 
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp")
@@ -88,7 +89,8 @@ def read_windows(path: str | os.PathLike, n: int, every: float | str, size: int 
     per_pass = max(1, frames_per_pass // n)
     batch: list[np.ndarray] = []
     first = 0
-    for number, frames in Ahead(_groups(path, plan, n, size, backend, threads=True, header=header), WINDOWS_AHEAD, "vcap-decode"):
+    groups = _groups(path, plan, n, size, backend, threads=True, header=header)
+    for number, frames in Ahead(groups, WINDOWS_AHEAD, "vcap-decode"):
         batch.append(frames)
         if len(batch) == per_pass or number == len(spans) - 1:
             yield spans[first : first + len(batch)], np.stack(batch)
@@ -116,7 +118,7 @@ def _groups(path: Path, plan: Plan, group: int, size: int, backend: str, threads
     """The planned frames, `group` at a time, from the first decoder that reads the file. A decoder that
     fails part-way hands over to the next, which gives the groups not yet given."""
     header = header or _checked_header(path, backend)
-    names = [name for name in DECODER_MODULES if decoder(name).library is not None] if backend == "auto" else [backend]
+    names = [backend] if backend != "auto" else [name for name in DECODER_NAMES if decoder(name).library is not None]
     given = 0
     for name in names:
         entry = decoder(name)

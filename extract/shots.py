@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from vcap.errors import VcapError
-from vcap.extract.decoding import decoder
+from vcap.extract.decoders import decoder
 
 SMALL = 32  # side of the grey frames compared
 CUT_LEVEL = 20.0  # grey levels (0-255) of mean absolute difference a cut exceeds

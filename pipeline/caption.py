@@ -15,7 +15,8 @@ from vcap.device import resolve_device
 from vcap.errors import VcapError
 from vcap.extract.backbone import weights_id
 from vcap.extract.config import ExtractConfig
-from vcap.extract.extractor import FeatureExtractor, find_videos
+from vcap.extract.extractor import FeatureExtractor
+from vcap.extract.folder import find_videos
 from vcap.extract.sampler import read_windows
 from vcap.files import ensure_folder
 from vcap.pipeline.config import CaptionConfig

@@ -1,5 +1,5 @@
-"""What `vcap caption`, `vcap serve` and `vcap run` take (no torch here). Their extraction and training options are those of
-`vcap extract` and `vcap train`, with the same names and the defaults those stages write."""
+"""What `vcap caption`, `vcap serve` and `vcap run` take (no torch here). Their extraction and training options
+are those of `vcap extract` and `vcap train`, with the same names and the defaults those stages write."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -99,6 +99,7 @@ def run_config(videos: str, labels: str, out: str, **options) -> RunConfig:
     train = train_config(**pick(options, TrainConfig), feats=str(root / "feats"), labels=str(labels),
                          out=str(root / "model"))  # resumed: the model's settings from OUT/model/last.pt
     return RunConfig(videos=str(videos), labels=str(labels), out=str(out),
-                     extract=ExtractConfig(**pick(options, ExtractConfig)), train=train, decode=DecodeConfig(**pick(options, DecodeConfig)),
+                     extract=ExtractConfig(**pick(options, ExtractConfig)), train=train,
+                     decode=DecodeConfig(**pick(options, DecodeConfig)),
                      all_videos=bool(options.get("all_videos", False)),
                      **({"test_split": options["test_split"]} if "test_split" in options else {}))

@@ -83,7 +83,7 @@ def extract_labelled(videos: str | Path, out: str | Path, config: ExtractConfig,
                      pattern: str | None = None, all_videos: bool = False):
     """Extract the videos `samples` name (a timed sample: its span only) from VIDEOS (a folder; one file is
     taken whole) into OUT; with `all_videos`, every video there. -> (ExtractSummary, Resolved)."""
-    from vcap.extract.extractor import extract_folder
+    from vcap.extract.folder import extract_folder
 
     folder = Path(videos).is_dir()
     resolved = resolve_videos(samples, videos, pattern) if folder else Resolved()

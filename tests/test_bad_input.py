@@ -161,7 +161,8 @@ def videos(make_video, tmp_path) -> Path:
 ])
 def test_extract_to_a_folder_it_cannot_write(tmp_path, videos, monkeypatch, request, where, reason):
     (tmp_path / "file.txt").write_text("not a folder")
-    out = {"parent is a file": tmp_path / "file.txt" / "feats", "read-only": tmp_path / "ro", "/sys": Path(f"/sys/vcap-test-{os.getpid()}/feats")}[where]
+    out = {"parent is a file": tmp_path / "file.txt" / "feats", "read-only": tmp_path / "ro",
+           "/sys": Path(f"/sys/vcap-test-{os.getpid()}/feats")}[where]
     if where == "read-only":
         make_read_only(monkeypatch, request, out)
     before = files(tmp_path)

@@ -11,7 +11,8 @@ from vcap.captioner.vocab import SPECIALS, Vocab
 
 def _model(name="attention", seed=0, vocab_size=12):
     torch.manual_seed(seed)
-    return build_model(name, feature_dim=6, vocab_size=vocab_size, hidden=16, embed_dim=8, dropout=0.0, frame_stride=1).eval()
+    return build_model(name, feature_dim=6, vocab_size=vocab_size, hidden=16, embed_dim=8, dropout=0.0,
+                       frame_stride=1).eval()
 
 
 def test_repeat_bans():
@@ -50,7 +51,8 @@ def test_no_repeat_ngram_blocks_a_a_a():
         model.out.bias[4] = 50.0
     vocab = Vocab(SPECIALS + ["a", "b", "c"])
     feats = torch.randn(3, 4, 6)
-    assert caption_features(model, vocab, feats, DecodeConfig(beam=1, no_repeat_ngram=0, max_words=4), None)[0] == "a a a a a"
+    greedy = DecodeConfig(beam=1, no_repeat_ngram=0, max_words=4)
+    assert caption_features(model, vocab, feats, greedy, None)[0] == "a a a a a"
     for beam in (1, 3):
         for cap in caption_features(model, vocab, feats, DecodeConfig(beam=beam, no_repeat_ngram=2, max_words=5), None):
             words = cap.split()

@@ -8,7 +8,8 @@ from vcap.captioner.vocab import SPECIALS, Vocab
 def test_caption_word_vectors_group_interchangeable_words(tmp_path):
     captions = []
     for subject in ("man", "guy", "woman", "lady"):
-        for verbs, things in ((("slicing", "cutting"), ("onion", "carrot")), (("playing", "strumming"), ("guitar", "banjo"))):
+        for verbs, things in ((("slicing", "cutting"), ("onion", "carrot")),
+                              (("playing", "strumming"), ("guitar", "banjo"))):
             captions += [f"a {subject} is {verb} a {thing}" for verb in verbs for thing in things]
     vecs = caption_word_vectors(captions, dim=8, min_count=1)
     cos = lambda a, b: float(vecs[a] @ vecs[b] / np.linalg.norm(vecs[a]) / np.linalg.norm(vecs[b]))

@@ -63,7 +63,8 @@ def test_checkpoint_round_trip(synthetic, tmp_path):
     assert (info["feature_dim"], info["frames"], info["model"]) == (12, 6, "attention")
     x = torch.randn(3, 6, 12)
     again, _, _ = load_model(tmp_path / "best.pt")
-    assert caption_features(model, vocab, x, DecodeConfig(beam=2), None) == caption_features(again, vocab, x, DecodeConfig(beam=2), None)
+    beam = DecodeConfig(beam=2)
+    assert caption_features(model, vocab, x, beam, None) == caption_features(again, vocab, x, beam, None)
     with torch.no_grad():
         assert torch.equal(model.encode(x)[0], again.encode(x)[0])
 

@@ -67,8 +67,9 @@ def test_train_options_out_of_range_are_one_line_before_anything_is_written(tmp_
 @pytest.mark.parametrize("command", [
     ["extract", "VIDEO", "OUT", "--frames", "0"], ["extract", "VIDEO", "OUT", "--frame-batch", "0"],
     ["extract", "VIDEO", "OUT", "--shard", "3/2"], ["caption", "VIDEO", "--model", "M", "--beam", "0"],
-    ["caption", "VIDEO", "--model", "M", "--videos-per-batch", "0"], ["evaluate", "M", "FEATS", "LABELS", "--beam", "0"],
-    ["evaluate", "M", "FEATS", "LABELS", "--videos-per-batch", "0"], ["evaluate", "M", "FEATS", "LABELS", "--max-words", "0"],
+    ["caption", "VIDEO", "--model", "M", "--videos-per-batch", "0"],
+    ["evaluate", "M", "FEATS", "LABELS", "--beam", "0"], ["evaluate", "M", "FEATS", "LABELS", "--max-words", "0"],
+    ["evaluate", "M", "FEATS", "LABELS", "--videos-per-batch", "0"],
 ])
 def test_every_verb_checks_its_ranges(tmp_path, command, make_video):
     video = make_video("a.mp4", frames=4)
@@ -101,7 +102,8 @@ def test_a_second_train_refuses_the_folder_unless_told_and_resume_keeps_the_arch
     assert "scaler" in last and last["epoch"] == 2
     assert "best.pt: the last epoch: 1 held-out video is too few" in resumed.output  # says what chose it
 
-    replaced = invoke("train", feats, labels, "--out", out, *TINY_FLAGS, "--hidden", "24", "--epochs", "1", "--overwrite")
+    replaced = invoke("train", feats, labels, "--out", out, *TINY_FLAGS, "--hidden", "24", "--epochs", "1",
+                      "--overwrite")
     assert replaced.exit_code == 0, replaced.output
     assert json.loads((out / "config.json").read_text())["hidden"] == 24
 

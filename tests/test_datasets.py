@@ -100,7 +100,7 @@ def test_vatex_ids_split_from_the_right_and_msvd_mapping_names_vids(tmp_path):
 @pytest.mark.parametrize("content, format, message", [
     ({"x": 1}, "auto", "expected a JSON list"),
     (MSRVTT, "activitynet", "not activitynet labels: expected ActivityNet"),
-    (MSRVTT, "nonsense", "--labels-format nonsense: choose from auto, msrvtt"),
+    (MSRVTT, "nonsense", "--labels-format nonsense: choose from auto, activitynet"),
     ({"v_a": {"timestamps": [[1, 2]], "sentences": []}}, "auto", "two lists of one length"),
     ({"v_a": {"timestamps": [["a", 2]], "sentences": ["x"]}}, "auto", "expected a [start, end] pair"),
     ({"database": {"y": {"subset": "holdout", "annotations": []}}}, "auto", "unknown split 'holdout'"),
@@ -133,6 +133,17 @@ def test_dataset_ids_find_the_features_extract_writes(tmp_path):
 def test_every_reader_entry_is_complete():
     for name, reader in READERS.items():
         assert reader.name == name and reader.summary and reader.videos and callable(reader.detect)
+
+
+def test_each_module_of_the_package_is_a_reader_tried_by_name_the_loose_last():
+    import pkgutil
+
+    from vcap.captioner import datasets
+
+    modules = [m.name for m in pkgutil.iter_modules(datasets.__path__) if m.name != "sample"]
+    assert len(READERS) == len(modules)
+    specific = [name for name, reader in READERS.items() if not reader.loose]
+    assert list(READERS) == [*sorted(specific), "mlds"]
 
 
 # ---- the genuine files -----------------------------------------------------------------------------------
@@ -199,7 +210,7 @@ def write_halves(path: Path, halves: list[tuple[int, int, int]], frames_each: in
 
 def test_a_span_has_the_features_of_the_video_cut_to_it(tmp_path):
     from vcap.extract.config import ExtractConfig
-    from vcap.extract.extractor import extract_folder
+    from vcap.extract.folder import extract_folder
 
     config = ExtractConfig(frames=4, size=64, weights="none", device="cpu", workers=0, precision="fp32")
     (tmp_path / "full").mkdir()

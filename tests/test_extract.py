@@ -14,7 +14,9 @@ from vcap.cli import main
 from vcap.extract.backbone import load_backbone
 from vcap.extract.config import COMPILE_MIN_FRAMES
 from vcap.captioner.data import check_features
-from vcap.extract.extractor import ExtractConfig, FeatureExtractor, extract_folder, find_videos
+from vcap.extract.config import ExtractConfig
+from vcap.extract.extractor import FeatureExtractor
+from vcap.extract.folder import extract_folder, find_videos
 from vcap.errors import VcapError
 
 SMALL = dict(frames=4, size=64, weights="none", device="cpu", workers=0)
@@ -30,7 +32,8 @@ def test_fc7_equals_torchvision_vgg16_through_classifier_up_to_fc7_relu(random_v
     vgg = torchvision.models.vgg16(weights=None).eval()
     frames = torch.randint(0, 256, (2, 64, 64, 3), dtype=torch.uint8)
     ours = load_backbone("vgg16", "none")
-    ours.net.load_state_dict({k: v for k, v in vgg.state_dict().items() if not k.startswith("classifier.6")}, strict=False)
+    fc7 = {k: v for k, v in vgg.state_dict().items() if not k.startswith("classifier.6")}
+    ours.net.load_state_dict(fc7, strict=False)
     x = frames.permute(0, 3, 1, 2).float() / 255
     x = torchvision.transforms.functional.normalize(x, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
     with torch.no_grad():
@@ -85,7 +88,8 @@ def test_offline_imagenet_weights_say_how_to_get_them(monkeypatch):
 def test_batching_across_videos_does_not_change_features(make_video, random_vgg):
     videos = [make_video(f"v{i}.mp4", frames=10 + i, seed=i) for i in range(3)]
     config = dict(SMALL, precision="fp32")
-    one = {p: f for p, f, _ in FeatureExtractor(ExtractConfig(**config, frame_batch=64), encoder=random_vgg).features(videos)}
+    whole = FeatureExtractor(ExtractConfig(**config, frame_batch=64), encoder=random_vgg)
+    one = {p: f for p, f, _ in whole.features(videos)}
     many = FeatureExtractor(ExtractConfig(**config, frame_batch=3), encoder=random_vgg).features(videos)
     for path, feats, error in many:
         assert error is None and feats.shape == (4, 4096)
@@ -95,8 +99,9 @@ def test_batching_across_videos_does_not_change_features(make_video, random_vgg)
 def test_decoder_choice_does_not_change_features(make_video, random_vgg):
     pytest.importorskip("decord")
     video = make_video("x.avi", frames=30, fourcc="XVID")
-    feats = [next(FeatureExtractor(ExtractConfig(**SMALL, precision="fp32", decoder=d), encoder=random_vgg).features([video]))[1]
-             for d in ("pyav", "decord", "opencv")]
+    extractors = [FeatureExtractor(ExtractConfig(**SMALL, precision="fp32", decoder=d), encoder=random_vgg)
+                  for d in ("pyav", "decord", "opencv")]
+    feats = [next(extractor.features([video]))[1] for extractor in extractors]
     for other in feats[1:]:
         np.testing.assert_allclose(feats[0], other, rtol=1e-3, atol=1e-3)
 
@@ -130,8 +135,9 @@ def test_a_failing_compile_warns_once_and_runs_uncompiled(make_video, random_vgg
     monkeypatch.setattr(torch, "compile", broken)
     videos = [make_video(f"v{i}.mp4", frames=10, seed=i) for i in range(2)]
     config = dict(SMALL, precision="fp32", frame_batch=4)
-    expected = [f for _, f, _ in FeatureExtractor(ExtractConfig(**config, compile=False), encoder=random_vgg).features(videos)]
-    got = [f for _, f, _ in FeatureExtractor(ExtractConfig(**config, compile=True), encoder=random_vgg).features(videos)]
+    plain, compiled = (FeatureExtractor(ExtractConfig(**config, compile=c), encoder=random_vgg) for c in (False, True))
+    expected = [f for _, f, _ in plain.features(videos)]
+    got = [f for _, f, _ in compiled.features(videos)]
     np.testing.assert_array_equal(np.stack(got), np.stack(expected))
     assert capsys.readouterr().err.count("torch.compile failed (RuntimeError: no C++ compiler found)") == 1
 

@@ -225,7 +225,7 @@ def test_a_resumed_run_checks_the_training_state_of_last_pt(old_run):
 
 def test_a_resumed_extraction_makes_again_the_features_files_that_are_not_whole(tmp_path, make_video):
     from vcap.extract.config import ExtractConfig
-    from vcap.extract.extractor import extract_folder
+    from vcap.extract.folder import extract_folder
 
     for i in range(3):
         make_video(f"v{i}.mp4", seed=i)
@@ -306,7 +306,8 @@ def test_captions_that_leave_no_word_to_learn_are_an_error_naming_the_reason(tmp
 def test_the_tokenizer_keeps_words_of_every_script_whole():
     from vcap.captioner.vocab import tokenize
 
-    assert tokenize("लाल गेंद।") == ["लाल", "गेंद"]  # vowel signs are combining marks: kept
+    # vowel signs are combining marks: kept
+    assert tokenize("लाल गेंद।") == ["लाल", "गेंद"]
     assert tokenize("A café, naïve man_1 🙂 $5!") == ["a", "café", "naïve", "man_1", "5"]
     assert tokenize("A man, running.") == ["a", "man", "running"]
     assert tokenize("e\u0301te\u0301 🙂+") == ["e\u0301te\u0301"]  # accents written apart stay; emoji and + go
@@ -348,7 +349,8 @@ def test_val_fraction_0_trains_on_every_video_and_best_pt_is_the_last_epoch(tmp_
     out = tmp_path / "run"
     result = invoke("train", feats, labels, "--out", out, "--epochs", "2", "--val-fraction", "0", *SMALL)
     assert result.exit_code == 0, result.output
-    assert result.stdout == f"best.pt: the last epoch: no videos are held out (--val-fraction 0), epoch 2: {out}/best.pt\n"
+    assert result.stdout == (f"best.pt: the last epoch: no videos are held out (--val-fraction 0), epoch 2: "
+                             f"{out}/best.pt\n")
     assert json.loads((out / "config.json").read_text())["train_videos"] == 8
     assert torch.load(out / "best.pt", weights_only=True)["epoch"] == 2
 

@@ -41,5 +41,7 @@ def test_the_wheel_holds_only_the_vcap_package_and_the_licence(tmp_path):
     assert {n.split("/")[0] for n in names if not n.startswith("vcap-")} == {"vcap"}
     assert {"vcap/cli.py", "vcap/extract/sampler.py", "vcap/captioner/train.py", "vcap/pipeline/run.py",
             "vcap/pipeline/static/index.html"} <= set(names)  # serve's page travels with the code
+    for registry in ("vcap/extract/backbones/", "vcap/extract/decoders/", "vcap/captioner/datasets/"):
+        assert any(n.startswith(registry) and not n.endswith("__init__.py") for n in names), registry
     assert not any(n.startswith(("vcap/tests/", "vcap/bench/", "vcap/samples/")) for n in names)
     assert any(n.endswith("LICENSE") for n in names)

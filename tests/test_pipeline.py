@@ -24,7 +24,8 @@ def dataset(tmp_path, make_video):
         for clip in range(4):
             name = f"kind{kind}_{clip}.mp4"
             make_video(name, frames=12, seed=kind * 7 + 1)
-            (labels if clip < 3 else unseen).append({"id": name, "caption": [caption, caption.replace("moves", "slides")]})
+            captions = [caption, caption.replace("moves", "slides")]
+            (labels if clip < 3 else unseen).append({"id": name, "caption": captions})
     (tmp_path / "labels.json").write_text(json.dumps(labels))
     (tmp_path / "unseen.json").write_text(json.dumps(unseen))
     return tmp_path

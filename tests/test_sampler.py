@@ -1,6 +1,9 @@
-"""Frame sampling: uniform indices, both decoders, and every kind of bad file a user can hand us."""
+"""Frame sampling: uniform indices, the decoder registry, each decoder, and every kind of bad file a user can
+hand us."""
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -12,6 +15,20 @@ from vcap.errors import VcapError
 
 needs_decord = pytest.mark.skipif(sampler.decoder("decord").library is None, reason="decord is not installed")
 needs_av = pytest.mark.skipif(sampler.decoder("pyav").library is None, reason="PyAV is not installed")
+
+
+def test_the_decoder_registry_gives_the_auto_order_without_importing_a_codec_library():
+    code = ("import sys; from vcap.extract.config import DECODERS; "
+            "print(DECODERS, sorted(m for m in ('av', 'decord', 'cv2', 'numpy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "('auto', 'pyav', 'decord', 'opencv') []"
+
+
+@needs_decord
+def test_a_decoder_module_named_after_its_library_uses_the_library():
+    """extract/decoders/decord.py imports decord itself, not its own module."""
+    library = sampler.decoder("decord").library
+    assert library.__name__ == "decord" and hasattr(library, "VideoReader")
 
 
 def test_indices_are_segment_centres_and_cover_the_video():
@@ -117,7 +134,7 @@ def test_a_caller_that_stops_early_stops_the_decoding_thread(make_video):
 def test_an_image_is_refused_with_one_line_wherever_it_is_named(tmp_path, make_video):
     import cv2
 
-    from vcap.extract.extractor import find_videos
+    from vcap.extract.folder import find_videos
 
     image = tmp_path / "videos" / "still.png"
     make_video("clip.avi", fourcc="MJPG")

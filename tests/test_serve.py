@@ -21,9 +21,11 @@ from vcap.errors import VcapError
 from vcap.pipeline.caption import VideoCaptioner
 from vcap.pipeline.config import CaptionConfig, ServeConfig
 from vcap.pipeline.results import VideoResult
-from vcap.pipeline.serve import CaptionWorker, create_app, exposure_warning
+from vcap.pipeline.serve import create_app, exposure_warning
+from vcap.pipeline.worker import CaptionWorker
 
-FEATURE_FLAGS = ["--frames", "4", "--size", "64", "--backbone", "efficientnet-lite0", "--weights", "none", "--workers", "0", "--device", "cpu"]
+FEATURE_FLAGS = ["--frames", "4", "--size", "64", "--backbone", "efficientnet-lite0", "--weights", "none",
+                 "--workers", "0", "--device", "cpu"]
 TRAIN_FLAGS = ["--hidden", "32", "--embed-dim", "16", "--lr", "0.01", "--min-count", "1", "--epochs", "2",
                "--batch-size", "8", "--patience", "0", "--frame-stride", "1", "--dropout", "0", "--device", "cpu",
                "--val-fraction", "0.34"]
@@ -149,7 +151,8 @@ def test_paths_are_refused_without_allow_dir_and_bad_requests_are_one_line(serve
     assert "JSON" in one_line_error(client.post("/caption", content=b"{nope", headers={"content-type":
                                                                                       "application/json"}), 400)
     assert "JSON" in one_line_error(client.post("/caption", json={"paths": "kind0_0.mp4"}), 400)
-    assert "multipart" in one_line_error(client.post("/caption", content=b"x", headers={"content-type": "text/plain"}), 415)
+    plain_text = client.post("/caption", content=b"x", headers={"content-type": "text/plain"})
+    assert "multipart" in one_line_error(plain_text, 415)
     assert "no video" in one_line_error(client.post("/caption", json={"paths": []}), 400)
     one_line_error(client.get("/nowhere"), 404)
     one_line_error(client.get("/caption"), 405)

@@ -2,12 +2,17 @@
 
 A reader module holds everything about its layout: NAME (the --labels-format value), SUMMARY (what the file
 looks like, for --help and errors), VIDEOS (how its ids name video files), detect(data) (whether parsed file
-content has its structure) and read(path, data) -> [Sample]. Adding a layout is one module and one line in
-MODULES. Auto-detection tries the readers in MODULES' order, so the loosest (mlds: any JSON list) comes last.
+content has its structure) and read(path, data) -> [Sample]; TEXT = True where it reads the file as text, and
+LOOSE = True where its detect matches more than its own layout (mlds: any JSON list). Every module of this
+package with a NAME is a reader (sample.py, without one, holds what they share), so adding a layout is adding
+one module. Auto-detection tries the readers in the order of their names, the loose ones last, so a file of a
+specific layout is never taken for a loose one.
 """
 from __future__ import annotations
 
+import importlib
 import json
+import pkgutil
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -15,10 +20,10 @@ from typing import Any, Callable
 
 from vcap.errors import VcapError
 
-from vcap.captioner.datasets import activitynet, coco, mlds, msrvtt, msvd_csv, vatex, youcook2
 from vcap.captioner.datasets.sample import SPLITS, Sample, id_problem, span_suffix
 
-__all__ = ["READERS", "FORMATS", "SPLITS", "Sample", "read_labels", "register", "select_split", "feature_name", "split_counts"]
+__all__ = ["READERS", "FORMATS", "SPLITS", "Sample", "read_labels", "register", "select_split", "feature_name",
+           "split_counts"]
 
 
 @dataclass(frozen=True)
@@ -29,28 +34,34 @@ class Reader:
     detect: Callable[[Any], bool]
     read: Callable[[Path, Any], list[Sample]]
     text: bool = False  # reads the file as text (csv), not JSON
+    loose: bool = False  # its detect matches more than its layout: auto-detection tries it last
 
     @classmethod
     def of(cls, module: ModuleType) -> "Reader":
         return cls(module.NAME, module.SUMMARY, module.VIDEOS, module.detect, module.read,
-                   getattr(module, "TEXT", False))
+                   getattr(module, "TEXT", False), getattr(module, "LOOSE", False))
 
 
-MODULES = (msrvtt, coco, youcook2, activitynet, vatex, msvd_csv, mlds)
-READERS = {module.NAME: Reader.of(module) for module in MODULES}
-FORMATS = ("auto", *READERS)
+READERS: dict[str, Reader] = {}
 
 
 def register(module: Any) -> Reader:
     """Add a layout from your own code: a module, or any object with NAME, SUMMARY, VIDEOS, detect and read (and
-    TEXT for a text file). Auto-detection tries it before the MLDS list, which any JSON list matches."""
+    TEXT, LOOSE where they apply). Auto-detection tries it after those registered before, and before the loose
+    ones (the MLDS list, which any JSON list matches)."""
     reader = Reader.of(module)
     if reader.name in READERS:
         raise ValueError(f"label layout {reader.name!r} is registered twice")
-    loosest = READERS.pop("mlds")
-    READERS[reader.name] = reader
-    READERS["mlds"] = loosest
+    ordered = sorted([*READERS.values(), reader], key=lambda r: r.loose)  # stable: only the loose ones move
+    READERS.clear()
+    READERS.update((r.name, r) for r in ordered)
     return reader
+
+
+_modules = (importlib.import_module(f"{__name__}.{m.name}") for m in pkgutil.iter_modules(__path__))
+for _module in sorted((m for m in _modules if hasattr(m, "NAME")), key=lambda m: m.NAME):
+    register(_module)
+FORMATS = ("auto", *READERS)
 
 
 def read_labels(path: str | Path, format: str = "auto", split: str | None = None) -> list[Sample]:
@@ -63,8 +74,9 @@ def read_labels(path: str | Path, format: str = "auto", split: str | None = None
     if format == "auto":
         reader = next((r for r in READERS.values() if r.detect(data)), None)
         if reader is None:
-            others = "; ".join(f"{r.name}: {r.summary}" for r in READERS.values() if r.name != "mlds")
-            raise VcapError(f"{path}: expected {READERS['mlds'].summary}, or one of the layouts {others}")
+            loose = " or ".join(r.summary for r in READERS.values() if r.loose)
+            others = "; ".join(f"{r.name}: {r.summary}" for r in READERS.values() if not r.loose)
+            raise VcapError(f"{path}: expected {loose}, or one of the layouts {others}")
     else:
         reader = READERS[format]
         if not reader.detect(data):

@@ -10,6 +10,7 @@ from vcap.captioner.datasets.sample import Sample, id_problem
 NAME = "mlds"
 SUMMARY = 'a JSON list [{"id": "<video file name>", "caption": [...]}] (MLDS/MSVD)'
 VIDEOS = "the id is the video's file name (abc_5_15.avi)"
+LOOSE = True  # any JSON list not of VATEX's (videoID) matches: auto-detection tries it last
 
 
 def detect(data) -> bool:

@@ -31,4 +31,5 @@ def decode(path: Path, wanted: set[int], last: int | None, size: int) -> Frames:
     return seen, end
 
 
+ORDER = 30  # --decoder auto: the last resort
 DECODER = Decoder("opencv", cv2, "pip install opencv-python-headless", decode)

@@ -34,4 +34,5 @@ def decode(path: Path, wanted: set[int], last: int | None, size: int) -> Frames:
     return seen, end
 
 
+ORDER = 20  # --decoder auto: after PyAV, before OpenCV
 DECODER = Decoder("decord", decord, "pip install decord (x86_64 Linux wheels only)", decode)
