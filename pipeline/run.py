@@ -9,7 +9,7 @@ from vcap.captioner.config import EvalConfig
 from vcap.captioner.datasets import has_split, read_labels, split_counts
 from vcap.captioner.evaluate import evaluate
 from vcap.captioner.train import TrainResult, train
-from vcap.extract.extractor import ExtractSummary
+from vcap.extract.folder import ExtractSummary
 from vcap.pipeline.config import RunConfig
 from vcap.pipeline.datasets import extract_labelled
 
