@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import os
 import sys
+import time
 from collections import deque
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -19,6 +20,7 @@ from vcap.extract.config import BACKBONES, COMPILE_MIN_FRAMES, ExtractConfig
 from vcap.extract.sampler import read_frames, sample_indices
 from vcap.device import compile_quietly, dtype_of, resolve_device, resolve_precision
 from vcap.errors import VcapError, library_text
+from vcap.stages import StageTimes, timed
 
 
 Span = tuple[float, float]  # seconds within a video: a timed sample's part of it
@@ -41,8 +43,8 @@ def span_plan(path: Path, span: Span, n: int):
 
 
 class _DecodedVideos(Dataset):
-    """Item i: (i, frames uint8 (N, S, S, 3) or None, error message or None). Runs in worker processes.
-    With `spans`, item i holds the frames of spans[i] of its video (None: the whole video)."""
+    """Item i: (i, frames uint8 (N, S, S, 3) or None, error message or None, seconds decoding took). Runs in
+    worker processes. With `spans`, item i holds the frames of spans[i] of its video (None: the whole video)."""
 
     def __init__(self, paths: Sequence[Path], frames: int, size: int, decoder: str,
                  spans: Sequence[Span | None] | None = None):
@@ -53,14 +55,18 @@ class _DecodedVideos(Dataset):
         return len(self.paths)
 
     def __getitem__(self, i: int):
+        start = time.perf_counter()
+        frames, error = self._read(i)
+        return i, frames, error, time.perf_counter() - start
+
+    def _read(self, i: int) -> tuple[torch.Tensor | None, str | None]:
         try:
             plan = span_plan(self.paths[i], self.spans[i], self.frames) if self.spans[i] is not None else None
-            frames = read_frames(self.paths[i], self.frames, self.size, self.decoder, plan=plan)
-            return i, torch.from_numpy(frames), None
+            return torch.from_numpy(read_frames(self.paths[i], self.frames, self.size, self.decoder, plan=plan)), None
         except VcapError as exc:
-            return i, None, str(exc)
+            return None, str(exc)
         except Exception as exc:  # a decoder bug on one odd file must not end a long run
-            return i, None, f"{self.paths[i]}: cannot decode ({type(exc).__name__}: {library_text(exc, 160)})"
+            return None, f"{self.paths[i]}: cannot decode ({type(exc).__name__}: {library_text(exc, 160)})"
 
 
 def _worker_init(_: int) -> None:
@@ -72,8 +78,9 @@ def _worker_init(_: int) -> None:
 class FeatureExtractor:
     """A loaded backbone on a device, turning lists of videos into (N, D) float32 arrays."""
 
-    def __init__(self, config: ExtractConfig, encoder: FrameEncoder | None = None):
+    def __init__(self, config: ExtractConfig, encoder: FrameEncoder | None = None, times: StageTimes | None = None):
         self.config = config
+        self.times = times or StageTimes()  # decode_wait, decode and backbone add up here
         self.device = resolve_device(config.device)
         self.precision = resolve_precision(config.precision, self.device)
         # The network itself is cast to bf16/fp16 rather than run under autocast, which would cast the
@@ -124,7 +131,9 @@ class FeatureExtractor:
         with torch.inference_mode():
             for start in range(0, len(frames), self.frame_batch):
                 batch = torch.from_numpy(frames[start : start + self.frame_batch]).to(self.device)
+                began = time.perf_counter()
                 parts.append(self._network(batch, compiled).cpu())
+                self.times.backbone += time.perf_counter() - began
         self.frames_done += len(frames)
         return torch.cat(parts).numpy()
 
@@ -150,7 +159,8 @@ class FeatureExtractor:
         queue: deque[tuple[int, torch.Tensor]] = deque()  # (video index, its frames not yet encoded)
         done: dict[int, list[torch.Tensor]] = {}
         queued, compiled = 0, self.compiles(len(paths) * self.config.frames)
-        for i, frames, error in loader:
+        for i, frames, error, seconds in timed(loader, self.times, "decode_wait"):
+            self.times.decode += seconds
             if error is not None:
                 yield i, None, error
                 continue
@@ -178,8 +188,10 @@ class FeatureExtractor:
         # Each part is a slice of a pinned tensor: copy the parts and join them on the device, since
         # joining first would make a pageable copy whose transfer blocks.
         batch = torch.cat([part.to(self.device, non_blocking=True) for part in parts])
+        began = time.perf_counter()
         with torch.inference_mode():
             out = self._network(batch, compiled).cpu()  # (size, D) float32
+        self.times.backbone += time.perf_counter() - began
         for (i, n), feats in zip(owners, out.split([n for _, n in owners])):
             done[i].append(feats)
         self.frames_done += size

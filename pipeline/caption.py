@@ -24,6 +24,7 @@ from vcap.pipeline.explain import explain_video, explain_window
 from vcap.pipeline.progress import Progress
 from vcap.pipeline.results import Picture, Span, VideoResult, check_unique, merge_spans
 from vcap.pipeline.writers import Outputs, parse_formats
+from vcap.stages import timed
 
 
 MAX_PASS_FRAMES = 640  # frames of windows through the backbone a pass, once the first lines are out
@@ -89,6 +90,7 @@ class VideoCaptioner:
         self.device = resolve_device(config.device)
         self.model, self.vocab, self.info = load_model(model_file(config.model), self.device)
         self.extractor = FeatureExtractor(extract_config_for(self.info, config, config.model))
+        self.times = self.extractor.times  # seconds per stage, the captioner's added here (serve's /health)
         self.explain = ensure_folder(Path(config.explain)) if config.explain else None  # fails now, not later
 
     def caption_each(self, paths: Sequence[Path], names: Sequence[str] | None = None, every: float | None = None,
@@ -127,10 +129,10 @@ class VideoCaptioner:
                 released += 1
 
         def caption_pending():
-            for indices, captions in caption_in_batches(
+            for indices, captions in timed(caption_in_batches(
                     self.model, self.vocab, lambda idx: torch.stack([pending[i][1] for i in idx]),
                     range(len(pending)), self.config.videos_per_batch, self.config.decode, self.info["max_words"],
-                    self.device):
+                    self.device), self.times, "captioner"):
                 for i, caption in zip(indices, captions):
                     k, feats = pending[i]
                     pictures = [Picture(explain_video(paths[k], explain, self.model, self.vocab, feats.to(self.device),

@@ -123,8 +123,11 @@ def create_app(config: ServeConfig, captioner: VideoCaptioner | None = None) -> 
         return JSONResponse({"videos": answers})
 
     async def health(request: Request) -> JSONResponse:
-        return JSONResponse({"status": "ok", "queued": worker.jobs.qsize(), "batches": worker.batches,
-                             "videos": worker.videos})
+        """Counts and seconds per stage since startup: two readings' difference splits the requests between
+        them into decoding, backbone and captioner; the rest of their latency is HTTP, uploads and queueing."""
+        return JSONResponse({"status": "ok", "queued": worker.jobs.qsize(), "requests": worker.requests,
+                             "batches": worker.batches, "videos": worker.videos,
+                             "seconds": {k: round(v, 6) for k, v in asdict(captioner.times).items()}})
 
     async def info(request: Request) -> JSONResponse:
         return JSONResponse(describe(captioner, config))

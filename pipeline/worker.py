@@ -46,7 +46,7 @@ class CaptionWorker:
     def __init__(self, captioner: VideoCaptioner):
         self.captioner = captioner
         self.jobs: queue.Queue[_Job | None] = queue.Queue()
-        self.batches = self.videos = 0
+        self.batches = self.videos = self.requests = 0  # rounds captioned, videos in them, requests answered
         self._thread = threading.Thread(target=self._run, name="vcap-captioner", daemon=True)
 
     def start(self) -> None:
@@ -104,6 +104,7 @@ class CaptionWorker:
                 log.exception("captioning a batch failed")
             for job, _, _ in spans:
                 job.done.set_exception(exc)
+            self.requests += len(spans)
             return
         self.batches += 1
         self.videos += len(paths)
@@ -113,6 +114,7 @@ class CaptionWorker:
             at += b - a
             if not job.left:
                 job.done.set_result(job.results)
+                self.requests += 1
 
 
 def share(limit: int, wanted: list[int]) -> list[int]:

@@ -177,6 +177,16 @@ def test_twenty_concurrent_requests_share_one_model_and_get_the_direct_captions(
     assert len(served["loads"]) == 1
 
 
+def test_health_counts_a_request_and_the_seconds_of_each_stage_it_went_through(served):
+    client, clip = served["client"], served["clips"][2]
+    before = client.get("/health").json()
+    assert upload(client, clip).status_code == 200
+    after = client.get("/health").json()
+    assert (after["requests"], after["videos"]) == (before["requests"] + 1, before["videos"] + 1)
+    assert set(after["seconds"]) == {"decode_wait", "decode", "backbone", "captioner"}
+    assert all(after["seconds"][stage] > before["seconds"][stage] for stage in after["seconds"])
+
+
 def test_info_health_and_a_self_contained_page(served):
     client = served["client"]
     info = client.get("/info").json()
