@@ -8,6 +8,7 @@ few lines, reads beside the options it shares.
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import signal
 import sys
@@ -413,6 +414,9 @@ def caption(videos, model, as_json, **values) -> None:
 def serve(model, **values) -> None:
     """Caption videos as a local web service: the model loads once; POST /caption (uploads, or JSON paths
     under --allow-dir), GET / (a page to drop a video on), GET /health, GET /info."""
+    # Before torch loads: its OpenMP threads then sleep as soon as they wait instead of spinning, so they do not
+    # take the cores the decode worker, the HTTP side and the machine's other processes need (docs/serve.md).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from vcap.pipeline.serve import exposure_warning, serve as run_server
 
     values, decode = given_with_decode(values)

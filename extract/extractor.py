@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from vcap.extract.backbone import FrameEncoder, load_backbone, weights_id
 from vcap.extract.config import BACKBONES, COMPILE_MIN_FRAMES, ExtractConfig
+from vcap.extract.decoders import NAMES as DECODER_NAMES, decoder
 from vcap.extract.sampler import read_frames, sample_indices
 from vcap.device import compile_quietly, dtype_of, resolve_device, resolve_precision
 from vcap.errors import VcapError, library_text
@@ -92,6 +93,10 @@ class FeatureExtractor:
         self.frame_batch = config.frame_batch or (256 if cuda else 32)
         spare = max(1, (os.cpu_count() or 2) - 1)
         self.workers = config.workers if config.workers is not None else min(spare, 8)
+        if self.workers:  # the decoders' libraries, imported here once, come with every forked worker, which would
+            # otherwise import them itself: a server forks its workers anew for every round of requests
+            for name in DECODER_NAMES if config.decoder == "auto" else [config.decoder]:
+                decoder(name)
         self.frames_done = 0
         self._compiled = None  # made on the first full pass of a job that compiles; kept for later jobs
         self._compile_failed = False
@@ -148,13 +153,14 @@ class FeatureExtractor:
                          ) -> Iterator[tuple[int, np.ndarray | None, str | None]]:
         """`features`, naming each result by its index in `paths`; with `spans`, result i is of spans[i] of
         paths[i] (None: the whole video), so one video may come several times."""
+        workers = self.workers if len(paths) > 1 else 0  # one video: nothing to overlap, a process only costs
         loader = DataLoader(
             _DecodedVideos(paths, self.config.frames, self.config.size, self.config.decoder, spans),
             batch_size=None,
-            num_workers=self.workers,
+            num_workers=workers,
             pin_memory=self.device.type == "cuda",
-            worker_init_fn=_worker_init if self.workers else None,
-            prefetch_factor=4 if self.workers else None,
+            worker_init_fn=_worker_init if workers else None,
+            prefetch_factor=4 if workers else None,
         )
         queue: deque[tuple[int, torch.Tensor]] = deque()  # (video index, its frames not yet encoded)
         done: dict[int, list[torch.Tensor]] = {}

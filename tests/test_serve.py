@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import tempfile
@@ -204,9 +205,12 @@ def test_the_cli_passes_shared_options_and_warns_off_loopback(monkeypatch, tmp_p
 
     seen = []
     monkeypatch.setattr(serve_module, "serve", seen.append)
+    monkeypatch.setenv("OMP_WAIT_POLICY", "unset below; restored after the test")
+    monkeypatch.delenv("OMP_WAIT_POLICY")
     result = CliRunner().invoke(main, ["serve", "--model", "m.pt", "--beam", "3", "--workers", "0", "--host",
                                        "0.0.0.0", "--port", "9000", "--allow-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"  # torch's threads leave the cores to the decoder and HTTP
     (config,) = seen
     assert (config.decode.beam, config.workers, config.port, config.allow_dir) == (3, 0, 9000, str(tmp_path))
     assert "warning: listening on 0.0.0.0" in result.stderr and len(result.stderr.splitlines()) == 1
