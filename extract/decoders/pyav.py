@@ -53,7 +53,8 @@ class _PacketTable:
     count: int
     keyframes: list[int]  # decode positions of the keyframes
     keys: list[int]  # per keyframe: dts (from an index) or byte offset (from a demux pass)
-    times: list[int]  # per keyframe: the timestamp to seek to (stream time base)
+    times: list[int]  # per keyframe: its timestamp (stream time base)
+    last_time: int | None  # the latest packet timestamp (stream time base)
     by_offset: bool  # which of the two `keys` holds
     end_time: float | None  # seconds at which the last frame ends, as a sequential decode reports it
     complete: bool  # every packet's bytes lie inside the file (a cut mp4 still has its full index)
@@ -64,6 +65,14 @@ class _PacketTable:
         packets and frames would not line up."""
         return (self.count > 0 and self.complete and self.keyframes[:1] == [0] and None not in self.keys
                 and len(set(self.keys)) == len(self.keys))
+
+    def seek_time(self, k: int) -> int:
+        """Where to seek for keyframe k: halfway to the next keyframe (or to the last packet). A backward seek
+        lands on the last keyframe at or before the time as the demuxer compares it, which for MP4 is the
+        keyframe's pts; B-frames put that after the dts the index holds, so seeking to the dts itself lands a
+        whole GOP early, and decoding that GOP costs more than the seek saves."""
+        after = self.times[k + 1] if k + 1 < len(self.times) else max(self.last_time or 0, self.times[k]) + 1
+        return (self.times[k] + after) // 2
 
     def key(self, packet) -> int | None:
         return packet.pos if self.by_offset else packet.dts
@@ -107,7 +116,8 @@ def _packet_table(container, stream, file_size: int) -> _PacketTable:
     end = None
     if last_time is not None and stream.time_base:  # absolute, as frame.time: a start at 3 s ends at 3 s + length
         end = float(last_time * stream.time_base) + (1 / rate if rate > 0 else 0)
-    return _PacketTable(count=count, keyframes=keyframes, keys=keys, times=times, by_offset=by_offset,
+    return _PacketTable(count=count, keyframes=keyframes, keys=keys, times=times, last_time=last_time,
+                        by_offset=by_offset,
                         end_time=end, complete=complete)
 
 
@@ -202,7 +212,7 @@ def _decode_run(container, stream, table: _PacketTable, position_of: dict[int, i
     pts come before its own (an open GOP), which the decoder drops after a seek. Every later frame follows
     in display order, one number each."""
     targets = set(run)
-    seek_to = table.times[bisect.bisect_left(table.keyframes, key)]
+    seek_to = table.seek_time(bisect.bisect_left(table.keyframes, key))
     container.seek(seek_to, stream=stream, backward=True)  # also flushes the decoder
     first = key_pts = index = None  # decode position landed on; its pts; number of the next frame out
     leading = 0
