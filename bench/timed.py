@@ -1,21 +1,30 @@
-"""Timed captions of a long video against the decoder's own speed, in one process.
+"""Timed captions of a long video against the decoder's own speed, before and after, in one process.
 
 The video: the shipped sample clips, each stretched to --every seconds, joined again and again into one H.264
 file of --minutes (640x360, 25 fps, x264 veryfast with its default GOP), written once into --video-dir and
 reused. Windowed captioning samples every window more densely than the keyframes, so every frame must be
-decoded: the decode-only limit (PyAV decoding every frame on all cores, nothing else) is the bound.
+decoded: the decode-only limit (PyAV decoding every frame on all cores, nothing else) is the bound, unless the
+network alone takes longer.
 
-    python bench/timed.py --model demo/model/last.pt --video-dir /tmp/vcap-bench [--minutes 15] [--every 10]
-        [--repeats 1]
+    python bench/timed.py --video-dir /tmp/vcap-bench [--backbone efficientnet-lite0|vgg16] [--model M]
+        [--minutes 15] [--every 10] [--repeats 3]
 
-Prints, for the old path (a re-open and one unthreaded pass per 640 frames, decoding then the network, in
-turn) and the new one (`read_windows`: one open, FFmpeg's threads, decoding overlapped with the network):
-wall time, real-time factor (video seconds per wall second) and the ratio to the decode-only limit, beside
-the decode-only and network-only times (the network: backbone and captioner on the same sampled frames).
+Without --model, a small model is trained on the sample clips' features of --backbone (efficientnet-lite0 with
+its ImageNet weights; VGG16 with random weights, as no VGG16 weights can be downloaded here: the time does not
+depend on the weights). Prints, round by round and as medians: `caption_each(every=)` as it is now ("after")
+and with what this file's commit changed undone ("before": seeks to a keyframe's dts, which lands a GOP early
+in MP4 with B-frames; efficientnet-lite0's batch norms unfolded; FFmpeg's and torch's threads both on every
+core), beside the decode-only limit and the network-only time (backbone and captioner on the same sampled
+frames, already decoded), with real-time factors (video seconds per wall second) and, for the network, the
+fraction of the machine's bf16/fp32 matmul peak measured around it. Both paths run uncompiled, as a first
+15-minute video does (under COMPILE_MIN_FRAMES).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -24,20 +33,23 @@ import cv2
 import numpy as np
 import torch
 
-from vcap.captioner.decode import caption_features
-from vcap.extract.sampler import read_frames, window_plan
-from vcap.extract.decoding import Header
-from vcap.pipeline import caption
-from vcap.pipeline.caption import VideoCaptioner
-from vcap.pipeline.config import CaptionConfig
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from peak import flops, peak_around  # noqa: E402  (bench/peak.py)
+from vcap.captioner.decode import caption_features  # noqa: E402
+from vcap.extract.backbones import efficientnet_lite0  # noqa: E402
+from vcap.extract.decoders import pyav  # noqa: E402
+from vcap.extract.sampler import read_windows  # noqa: E402
+from vcap.pipeline import caption  # noqa: E402
+from vcap.pipeline.caption import VideoCaptioner  # noqa: E402
+from vcap.pipeline.config import CaptionConfig  # noqa: E402
 
-SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "videos"
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 FPS, SIZE = 25, (640, 360)
 
 
-def write_long_video(path: Path, minutes: float, clip_seconds: float) -> list[str]:
-    """Cycle through the sample clips (each stretched to clip_seconds) until `minutes`; -> the clip order."""
-    clips = sorted(SAMPLES.glob("*.mp4"))
+def write_long_video(path: Path, minutes: float, clip_seconds: float) -> None:
+    """Cycle through the sample clips (each stretched to clip_seconds) until `minutes`."""
+    clips = sorted((SAMPLES / "videos").glob("*.mp4"))
     count = round(clip_seconds * FPS)
     frames = {}
     for clip in clips:
@@ -50,21 +62,31 @@ def write_long_video(path: Path, minutes: float, clip_seconds: float) -> list[st
             got.append(cv2.resize(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), SIZE, interpolation=cv2.INTER_LINEAR))
         cap.release()
         frames[clip.name] = [got[i] for i in np.minimum(np.arange(count) * len(got) // count, len(got) - 1)]
-    order = []
     tmp = path.with_suffix(".part.mp4")
     with av.open(str(tmp), "w") as out:
         stream = out.add_stream("libx264", rate=FPS, options={"preset": "veryfast"})
         stream.width, stream.height, stream.pix_fmt = SIZE[0], SIZE[1], "yuv420p"
-        total, written = int(minutes * 60 * FPS), 0
+        total, written, k = int(minutes * 60 * FPS), 0, 0
         while written < total:
-            clip = clips[len(order) % len(clips)].name
-            order.append(clip)
-            for image in frames[clip][: total - written]:
+            for image in frames[clips[k % len(clips)].name][: total - written]:
                 out.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
                 written += 1
+            k += 1
         out.mux(stream.encode())
     tmp.rename(path)
-    return order
+
+
+def train_model(root: Path, backbone: str) -> Path:
+    """A small model on the sample clips' features of `backbone` (what is timed is its cost, not its words)."""
+    weights = "none" if backbone == "vgg16" else "imagenet"
+    feats, out = root / f"feats-{backbone}", root / f"model-{backbone}"
+    for args in (("extract", SAMPLES / "videos", feats, "--frames", "16", "--backbone", backbone, "--weights", weights),
+                 ("train", feats, SAMPLES / "labels.json", "--out", out, "--overwrite", "--epochs", "3",
+                  "--val-fraction", "0", "--min-count", "1")):
+        done = subprocess.run([sys.executable, "-m", "vcap", *map(str, args)], capture_output=True, text=True)
+        if done.returncode:
+            sys.exit(f"bench: vcap {args[0]} failed:\n{done.stderr}")
+    return out / "last.pt"
 
 
 def decode_only(path: Path) -> float:
@@ -78,97 +100,113 @@ def decode_only(path: Path) -> float:
     return time.perf_counter() - start
 
 
-def old_read_windows(path, n, every, size=224, backend="auto", frames_per_pass=640):
-    """The path `read_windows` replaces: each pass of 640 frames a `read_frames` call of its own (a re-open,
-    the packet table read again, one thread), the network waiting for it. The pass size caption_each asks
-    for (a window at a time, which it groups itself) is not the old path's, so it is ignored here."""
-    fps = Header(Path(path)).fps
-    per_pass, first = max(1, 640 // n), 0
-    while True:
-        spans: list[tuple[float, float]] = []
-        timed = window_plan(fps, every, n, spans)
+@contextlib.contextmanager
+def as_before():
+    """What this commit changed, undone: a seek aims at the keyframe's dts, FFmpeg decodes on one thread per
+    core beside torch's full count of threads, and efficientnet-lite0 is built with its batch norms."""
+    seek_time, cores = pyav._PacketTable.seek_time, caption.cores_beside_decoding
+    pyav._PacketTable.seek_time = lambda table, k: table.times[k]
+    caption.cores_beside_decoding = lambda device: contextlib.nullcontext(0)
+    try:
+        yield
+    finally:
+        pyav._PacketTable.seek_time, caption.cores_beside_decoding = seek_time, cores
 
-        def plan(total: int) -> np.ndarray:
-            return timed(total).reshape(-1, n)[first : first + per_pass].reshape(-1)
 
-        frames = read_frames(path, n, size, backend, plan=plan)
-        taken = spans[first : first + per_pass]
-        yield taken, frames.reshape(len(taken), n, size, size, 3)
-        first += per_pass
-        if first >= len(spans):
-            return
+def captioner_for(model: Path, unfolded: bool) -> VideoCaptioner:
+    config = CaptionConfig(model=str(model), device="cpu", workers=0, compile=False)
+    if not unfolded:
+        return VideoCaptioner(config)
+    folded, efficientnet_lite0.folded = efficientnet_lite0.folded, lambda net: net
+    try:
+        return VideoCaptioner(config)
+    finally:
+        efficientnet_lite0.folded = folded
+
+
+def timed_captions(captioner: VideoCaptioner, video: Path, every: float) -> tuple[float, list]:
+    start = time.perf_counter()
+    (result,) = captioner.caption_each([video], every=every)
+    return time.perf_counter() - start, result.spans
 
 
 def network_only(captioner: VideoCaptioner, frames: np.ndarray) -> float:
-    """Seconds the backbone and captioner take on (windows, n, S, S, 3) frames already decoded, in the
-    batches `caption_each(every=)` uses."""
+    """Seconds the backbone and captioner take on (windows, n, S, S, 3) frames already decoded, 640 frames a
+    pass, on every core."""
     start = time.perf_counter()
-    per_pass = max(1, 640 // frames.shape[1])
+    per_pass = max(1, caption.MAX_PASS_FRAMES // frames.shape[1])
+    batch = captioner.config.videos_per_batch
     for first in range(0, len(frames), per_pass):
         chunk = frames[first : first + per_pass]
         feats = captioner.extractor.encode(chunk.reshape(-1, *chunk.shape[2:]))
         feats = torch.from_numpy(feats).view(len(chunk), chunk.shape[1], -1)
-        for at in range(0, len(chunk), captioner.config.videos_per_batch):
-            caption_features(captioner.model, captioner.vocab, feats[at : at + captioner.config.videos_per_batch],
-                             captioner.config.decode, captioner.info["max_words"])
+        for at in range(0, len(chunk), batch):
+            caption_features(captioner.model, captioner.vocab, feats[at : at + batch], captioner.config.decode,
+                             captioner.info["max_words"])
     return time.perf_counter() - start
 
 
-def timed_captions(captioner: VideoCaptioner, video: Path, every: float, windows) -> tuple[float, list]:
-    """Seconds `caption_each(every=)` takes with `windows` as its window reader; -> (seconds, spans)."""
-    real = caption.read_windows
-    caption.read_windows = windows
-    try:
-        start = time.perf_counter()
-        (result,) = captioner.caption_each([video], every=every)
-        return time.perf_counter() - start, result.spans
-    finally:
-        caption.read_windows = real
+def cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown CPU"
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--model", required=True)
-    ap.add_argument("--video-dir", required=True, type=Path, help="where the long video is written once")
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--video-dir", required=True, type=Path, help="where the long video (and model) are written once")
+    ap.add_argument("--backbone", default="efficientnet-lite0", choices=("efficientnet-lite0", "vgg16"))
+    ap.add_argument("--model", type=Path, help="a model of --backbone's features [default: trained here]")
     ap.add_argument("--minutes", type=float, default=15.0)
     ap.add_argument("--every", type=float, default=10.0)
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--repeats", type=int, default=1, help="rounds of old and new path, interleaved")
+    ap.add_argument("--repeats", type=int, default=3, help="rounds of before and after, interleaved")
     args = ap.parse_args()
     args.video_dir.mkdir(parents=True, exist_ok=True)
     video = args.video_dir / f"long-{args.minutes:g}min-{SIZE[0]}x{SIZE[1]}-{args.every:g}s.mp4"
     if not video.exists():
         write_long_video(video, args.minutes, args.every)  # one clip a window
+    model = args.model or train_model(args.video_dir, args.backbone)
     seconds = args.minutes * 60
-    captioner = VideoCaptioner(CaptionConfig(model=args.model, device=args.device, workers=0))
-    settings = captioner.info["feature_config"]
+    after = captioner_for(model, unfolded=False)
+    before = captioner_for(model, unfolded=args.backbone == "efficientnet-lite0")
+    settings = after.info["feature_config"]
+    assert settings["backbone"] == args.backbone, f"{model} is a model of {settings['backbone']} features"
+    frames = np.concatenate([f for _, f in read_windows(video, settings["frames"], args.every, settings["size"])])
     decode_only(video)  # the page cache and the libraries warm
-    limits, olds, news = [decode_only(video)], [], []
-    for _ in range(args.repeats):  # interleaved, so drift on a shared machine hits both paths alike
-        old_s, old_spans = timed_captions(captioner, video, args.every, old_read_windows)
-        new_s, new_spans = timed_captions(captioner, video, args.every, caption.read_windows)
-        assert new_spans == old_spans, "the two paths captioned differently"
-        olds.append(old_s)
-        news.append(new_s)
+    timed_captions(after, video, args.every)  # first-call costs (kernel choice, allocator) out of the rounds
+    limits, runs, networks = [decode_only(video)], {"before": [], "after": []}, []
+    for _ in range(args.repeats):  # interleaved, so drift on a shared machine hits both alike
+        with as_before():
+            took, before_spans = timed_captions(before, video, args.every)
+        runs["before"].append(took)
+        took, after_spans = timed_captions(after, video, args.every)
+        runs["after"].append(took)
+        assert after_spans == before_spans, "before and after captioned differently"
+        networks.append(peak_around(after.extractor.precision, after.device,
+                                    lambda: network_only(after, frames)))
         limits.append(decode_only(video))  # before and after each round: drift cancels
     limit = float(np.median(limits))
-    frames = np.concatenate([f for _, f in caption.read_windows(video, settings["frames"], args.every,
-                                                                 settings["size"])])
-    network = network_only(captioner, frames)
-    print(f"{video.name}: {args.minutes:g} min, {SIZE[0]}x{SIZE[1]} H.264 at {FPS} fps; --every {args.every:g} "
-          f"with {settings['backbone']} ({len(frames)} windows x {settings['frames']} frames at {settings['size']}), "
-          f"{torch.get_num_threads()} torch threads")
+    network = float(np.median([n for n, _ in networks]))
+    one = torch.from_numpy(frames[:1, 0])
+    gflop = flops(lambda: after.extractor.encoder(one.to(after.device)))
+    share = float(np.median([gflop * len(frames) * frames.shape[1] / n / p for n, p in networks]))
+    print(f"{cpu_name()}, {torch.get_num_threads()} torch threads; {video.name}: {args.minutes:g} min, "
+          f"{SIZE[0]}x{SIZE[1]} H.264 at {FPS} fps; --every {args.every:g} with {settings['backbone']} "
+          f"({len(frames)} windows x {settings['frames']} frames at {settings['size']}, {gflop:.2f} GFLOP a frame, "
+          f"{after.extractor.precision})")
     print(f"decode-only limit (PyAV, every frame, thread_type AUTO; median of {len(limits)}): {limit:.1f} s = "
           f"{seconds / limit:.1f}x real time")
-    print(f"network-only (backbone + captioner on the sampled frames): {network:.1f} s = "
-          f"{seconds / network:.1f}x real time")
-    for name, runs in (("old path", olds), ("new path", news)):
-        took = float(np.median(runs))
+    print(f"network-only (backbone + captioner on the sampled frames; median of {len(networks)}): {network:.1f} s = "
+          f"{seconds / network:.1f}x real time, {network / limit:.2f}x the decode-only limit, "
+          f"{100 * share:.0f}% of the {after.extractor.precision} matmul peak")
+    for name, times in runs.items():
+        took = float(np.median(times))
         print(f"{name}: {took:.1f} s = {seconds / took:.1f}x real time, {took / limit:.2f}x the decode-only limit "
-              f"(median of {', '.join(f'{r:.1f}' for r in runs)} s)")
-    ratios = [o / n for o, n in zip(olds, news)]
-    print(f"new against old, round by round: {', '.join(f'{r:.2f}x' for r in ratios)}; "
-          f"{len(new_spans)} spans after merging")
+              f"(rounds: {', '.join(f'{t:.1f}' for t in times)} s)")
+    ratios = [b / a for b, a in zip(runs["before"], runs["after"])]
+    print(f"after against before, round by round: {', '.join(f'{r:.2f}x' for r in ratios)}; "
+          f"{len(after_spans)} spans after merging")
 
 
 if __name__ == "__main__":

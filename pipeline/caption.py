@@ -2,6 +2,7 @@
 then the captioner; both models loaded once, videos decoded in workers and captioned in batches."""
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -152,11 +153,12 @@ class VideoCaptioner:
         caption_pending()
         yield from release()
 
-    def _passes(self, path: Path, n: int, every: float, size: int) -> Iterator[tuple[list, np.ndarray]]:
+    def _passes(self, path: Path, n: int, every: float, size: int, threads: int) -> Iterator[tuple[list, np.ndarray]]:
         """read_windows' windows in passes that grow from four backbone batches to MAX_PASS_FRAMES: the
         first lines come out soon after the first windows are decoded, later passes do fewer, larger steps."""
         target, taken, frames = 4 * self.extractor.frame_batch, [], []
-        for spans, window in read_windows(path, n, every, size, self.config.decoder, frames_per_pass=n):
+        for spans, window in read_windows(path, n, every, size, self.config.decoder, frames_per_pass=n,
+                                          threads=threads):
             taken += spans
             frames.append(window)
             if len(taken) * n >= target:
@@ -172,27 +174,46 @@ class VideoCaptioner:
         pictures: list[Picture] = []
         bar = Progress(Path(name).name, "windows", enabled=progress)
         try:
-            for taken, frames in self._passes(path, settings["frames"], every, settings["size"]):
-                feats = self.extractor.encode(frames.reshape(-1, *frames.shape[2:]))  # (windows * n, D)
-                feats = torch.from_numpy(feats).view(len(taken), frames.shape[1], -1)
-                for indices, captions in caption_in_batches(
-                        self.model, self.vocab, lambda idx: feats[idx], range(len(taken)),
-                        self.config.videos_per_batch, self.config.decode, self.info["max_words"], self.device):
-                    for i, caption in zip(indices, captions):
-                        (start, end) = taken[i]
-                        windows.append((start, end, caption))
-                        if explain:
-                            picture = explain_window(path, explain, start, end, self.model, self.vocab,
-                                                     feats[i].to(self.device), caption, frames[i], Path(name).name)
-                            pictures.append(Picture(picture, start, end))
-                        if on_span is not None:
-                            on_span(name, windows[-1])
-                    bar.update(len(indices))
+            with cores_beside_decoding(self.device) as threads:
+                for taken, frames in self._passes(path, settings["frames"], every, settings["size"], threads):
+                    feats = self.extractor.encode(frames.reshape(-1, *frames.shape[2:]))  # (windows * n, D)
+                    feats = torch.from_numpy(feats).view(len(taken), frames.shape[1], -1)
+                    for indices, captions in caption_in_batches(
+                            self.model, self.vocab, lambda idx: feats[idx], range(len(taken)),
+                            self.config.videos_per_batch, self.config.decode, self.info["max_words"], self.device):
+                        for i, caption in zip(indices, captions):
+                            (start, end) = taken[i]
+                            windows.append((start, end, caption))
+                            if explain:
+                                picture = explain_window(path, explain, start, end, self.model, self.vocab,
+                                                         feats[i].to(self.device), caption, frames[i], Path(name).name)
+                                pictures.append(Picture(picture, start, end))
+                            if on_span is not None:
+                                on_span(name, windows[-1])
+                        bar.update(len(indices))
         except VcapError as exc:
             return failed(path, name, str(exc))
         finally:
             bar.close()
         return VideoResult(path, name, spans=merge_spans(windows), explain=pictures)
+
+
+@contextlib.contextmanager
+def cores_beside_decoding(device: torch.device) -> Iterator[int]:
+    """-> FFmpeg's threads for a video decoded beside the network; on the CPU, torch's threads are lowered to
+    the cores left while it runs. Two thread pools on the same cores make each wait for the other: torch's
+    threads meet after every operation, and one of them descheduled by a decoding thread stalls the rest, which
+    costs most in a network of many short operations (efficientnet-lite0 ran several times slower so)."""
+    if device.type != "cpu":
+        yield 0  # FFmpeg picks, one thread per core
+        return
+    cores = torch.get_num_threads()
+    decoding = max(1, cores // 4)
+    torch.set_num_threads(max(1, cores - decoding))
+    try:
+        yield decoding
+    finally:
+        torch.set_num_threads(cores)
 
 
 def failed(path: Path, name: str, error: str) -> VideoResult:
