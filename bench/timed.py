@@ -104,13 +104,23 @@ def decode_only(path: Path) -> float:
 def as_before():
     """What this commit changed, undone: a seek aims at the keyframe's dts, FFmpeg decodes on one thread per
     core beside torch's full count of threads, and efficientnet-lite0 is built with its batch norms."""
-    seek_time, cores = pyav._PacketTable.seek_time, caption.cores_beside_decoding
+    seek_time, split = pyav._PacketTable.seek_time, caption.CoreSplit
     pyav._PacketTable.seek_time = lambda table, k: table.times[k]
-    caption.cores_beside_decoding = lambda device: contextlib.nullcontext(0)
+    caption.CoreSplit = AllCores
     try:
         yield
     finally:
-        pyav._PacketTable.seek_time, caption.cores_beside_decoding = seek_time, cores
+        pyav._PacketTable.seek_time, caption.CoreSplit = seek_time, split
+
+
+class AllCores(contextlib.nullcontext):
+    """`CoreSplit` undone: FFmpeg on one thread per core (0) beside torch on all of them."""
+
+    def __init__(self, device):
+        super().__init__(0)
+
+    def took(self, frames: int, seconds: float) -> None:
+        pass
 
 
 def captioner_for(model: Path, unfolded: bool) -> VideoCaptioner:

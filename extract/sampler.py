@@ -23,9 +23,10 @@ VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".m
 # Images are refused wherever they are named (a folder's are skipped as any non-video file is): a caption
 # model trained on motion says nothing reliable about one still frame.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".heic")
-# Windows decoded ahead of the backbone by `read_windows`' decoding thread: enough to keep it busy while the
-# backbone runs, few enough that memory stays bounded on a long video.
-WINDOWS_AHEAD = 32
+# Frames decoded ahead of the caller by `read_windows`' decoding thread: a pass of the backbone (640 frames,
+# pipeline.caption.MAX_PASS_FRAMES) and as many again, so decoding never waits while the backbone runs a pass;
+# memory stays bounded on a long video (1,280 frames of 224x224 are 190 MB).
+FRAMES_AHEAD = 1280
 
 
 def sample_indices(total: int, n: int) -> np.ndarray:
@@ -74,7 +75,7 @@ def read_windows(path: str | os.PathLike, n: int, every: float | str, size: int 
     `read_frames` samples a whole video, about `frames_per_pass` frames a time.
 
     The file is opened once; a thread decodes (on `threads` of FFmpeg's threads, 0: one per core) up to
-    WINDOWS_AHEAD windows ahead of the caller, so decoding overlaps whatever the caller does with each batch
+    FRAMES_AHEAD frames ahead of the caller, so decoding overlaps whatever the caller does with each batch
     (the backbone)."""
     path = Path(path)
     header = _checked_header(path, backend)
@@ -91,7 +92,7 @@ def read_windows(path: str | os.PathLike, n: int, every: float | str, size: int 
     batch: list[np.ndarray] = []
     first = 0
     groups = _groups(path, plan, n, size, backend, threads=threads, header=header)
-    for number, frames in Ahead(groups, WINDOWS_AHEAD, "vcap-decode"):
+    for number, frames in Ahead(groups, max(1, FRAMES_AHEAD // n), "vcap-decode"):
         batch.append(frames)
         if len(batch) == per_pass or number == len(spans) - 1:
             yield spans[first : first + len(batch)], np.stack(batch)

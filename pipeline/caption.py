@@ -2,8 +2,8 @@
 then the captioner; both models loaded once, videos decoded in workers and captioned in batches."""
 from __future__ import annotations
 
-import contextlib
 import os
+import time
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -173,47 +173,75 @@ class VideoCaptioner:
         windows: list[Span] = []
         pictures: list[Picture] = []
         bar = Progress(Path(name).name, "windows", enabled=progress)
+        split = CoreSplit(self.device)
         try:
-            with cores_beside_decoding(self.device) as threads:
-                for taken, frames in self._passes(path, settings["frames"], every, settings["size"], threads):
-                    feats = self.extractor.encode(frames.reshape(-1, *frames.shape[2:]))  # (windows * n, D)
-                    feats = torch.from_numpy(feats).view(len(taken), frames.shape[1], -1)
-                    for indices, captions in caption_in_batches(
-                            self.model, self.vocab, lambda idx: feats[idx], range(len(taken)),
-                            self.config.videos_per_batch, self.config.decode, self.info["max_words"], self.device):
-                        for i, caption in zip(indices, captions):
-                            (start, end) = taken[i]
-                            windows.append((start, end, caption))
-                            if explain:
-                                picture = explain_window(path, explain, start, end, self.model, self.vocab,
-                                                         feats[i].to(self.device), caption, frames[i], Path(name).name)
-                                pictures.append(Picture(picture, start, end))
-                            if on_span is not None:
-                                on_span(name, windows[-1])
-                        bar.update(len(indices))
+            with split as decoding_threads:
+                for taken, frames in self._passes(path, settings["frames"], every, settings["size"],
+                                                  decoding_threads):
+                    started = time.perf_counter()
+                    for span, picture in self._caption_windows(path, name, taken, frames, explain):
+                        windows.append(span)
+                        pictures += [picture] if picture else []
+                        if on_span is not None:
+                            on_span(name, span)
+                        bar.update()
+                    split.took(len(taken) * frames.shape[1], time.perf_counter() - started)
         except VcapError as exc:
             return failed(path, name, str(exc))
         finally:
             bar.close()
         return VideoResult(path, name, spans=merge_spans(windows), explain=pictures)
 
+    def _caption_windows(self, path: Path, name: str, taken: list[tuple[float, float]], frames: np.ndarray,
+                         explain: Path | None) -> Iterator[tuple[Span, Picture | None]]:
+        """(span, its picture or None) for each window of one pass: frames (windows, n, S, S, 3)."""
+        feats = self.extractor.encode(frames.reshape(-1, *frames.shape[2:]))  # (windows * n, D)
+        feats = torch.from_numpy(feats).view(len(taken), frames.shape[1], -1)
+        for indices, captions in caption_in_batches(
+                self.model, self.vocab, lambda idx: feats[idx], range(len(taken)), self.config.videos_per_batch,
+                self.config.decode, self.info["max_words"], self.device):
+            for i, caption in zip(indices, captions):
+                start, end = taken[i]
+                picture = None
+                if explain:
+                    picture = Picture(explain_window(path, explain, start, end, self.model, self.vocab,
+                                                     feats[i].to(self.device), caption, frames[i],
+                                                     Path(name).name), start, end)
+                yield (start, end, caption), picture
 
-@contextlib.contextmanager
-def cores_beside_decoding(device: torch.device) -> Iterator[int]:
-    """-> FFmpeg's threads for a video decoded beside the network; on the CPU, torch's threads are lowered to
-    the cores left while it runs. Two thread pools on the same cores make each wait for the other: torch's
-    threads meet after every operation, and one of them descheduled by a decoding thread stalls the rest, which
-    costs most in a network of many short operations (efficientnet-lite0 ran several times slower so)."""
-    if device.type != "cpu":
-        yield 0  # FFmpeg picks, one thread per core
-        return
-    cores = torch.get_num_threads()
-    decoding = max(1, cores // 4)
-    torch.set_num_threads(max(1, cores - decoding))
-    try:
-        yield decoding
-    finally:
-        torch.set_num_threads(cores)
+
+class CoreSplit:
+    """Torch's threads for the network while a video decodes beside it, chosen by measuring. Two thread pools on
+    the same cores can make each wait for the other: torch's threads meet after every operation, and one of them
+    descheduled by a decoding thread stalls the rest. That costs most in a network of many short operations
+    (efficientnet-lite0 ran several times slower a frame so on 2 cores) and little in one of long operations
+    (VGG16, which wants every core). So on the CPU the first pass runs on the cores that decoding leaves, the
+    second on all of them, and the rest on whichever did more frames a second. Entering gives FFmpeg's thread
+    count (0 off the CPU: one per core); leaving restores torch's."""
+
+    def __init__(self, device: torch.device):
+        self.cores = torch.get_num_threads()
+        self.decoding = max(1, self.cores // 4) if device.type == "cpu" else 0
+        self.tries = [max(1, self.cores - self.decoding), self.cores] if device.type == "cpu" else []
+        self.rates: dict[int, float] = {}  # torch threads -> frames a second through the network
+
+    def __enter__(self) -> int:
+        self._choose()
+        return self.decoding
+
+    def __exit__(self, *exc) -> None:
+        torch.set_num_threads(self.cores)
+
+    def took(self, frames: int, seconds: float) -> None:
+        """A pass of `frames` took the network `seconds` on the threads set now; -> the next pass's threads."""
+        if self.tries:
+            self.rates.setdefault(torch.get_num_threads(), frames / max(seconds, 1e-9))
+            self._choose()
+
+    def _choose(self) -> None:
+        untried = [threads for threads in self.tries if threads not in self.rates]
+        if untried or self.rates:
+            torch.set_num_threads(untried[0] if untried else max(self.rates, key=self.rates.__getitem__))
 
 
 def failed(path: Path, name: str, error: str) -> VideoResult:
