@@ -1,6 +1,6 @@
 """Wall time to take 80 frames from long H.264 videos: sequential decoding against PyAV's seeking path.
 
-Videos: libx264 (ultrafast, 2 s GOP, 30 fps, no B-frames) of a texture panning under a moving square,
+Videos: libx264 (ultrafast, 2 s GOP, 30 fps, --bframes B-frames) of a texture panning under a moving square,
 cached in --cache. The 10 s and 1 min files are encoded; longer ones repeat the 1 min file's packets
 with shifted timestamps (every GOP starts with an IDR frame, so the result is one valid stream and
 decodes at the same cost per frame) rather than spending an hour encoding 60 min of 1080p.
@@ -9,9 +9,11 @@ Per video, in one process and interleaved: `opencv` and `pyav-seq` read sequenti
 frame (OpenCV's path, and PyAV's own sequential read); `pyav` is `read_frames(backend="pyav")`, which
 seeks or reads sequentially, whichever decodes fewer frames, timed before and after them and averaged.
 The pyav frames are checked equal to pyav-seq's. Sequential reads are skipped beyond --sequential-max-min
-minutes (they take minutes there).
+minutes (they take minutes there). With B-frames, `pyav-dts` is the seeking read with each seek aimed at the
+keyframe's dts, as at commit 1d9c84f (it lands a GOP early in MP4).
 
     python bench/decode.py [--sizes 320x240,1280x720,1920x1080] [--lengths 10s,1m,10m,60m] [--frames 80]
+        [--bframes 0]
 """
 from __future__ import annotations
 
@@ -47,12 +49,12 @@ def _frames(width: int, height: int, count: int) -> list[av.VideoFrame]:
     return frames
 
 
-def _encode(path: Path, width: int, height: int, seconds: int) -> None:
+def _encode(path: Path, width: int, height: int, seconds: int, bframes: int) -> None:
     pattern = _frames(width, height, 90)
     tmp = path.with_suffix(".part.mp4")
     with av.open(str(tmp), "w") as out:
         stream = out.add_stream("libx264", rate=FPS, options={
-            "preset": "ultrafast", "x264-params": f"keyint={GOP_S * FPS}:min-keyint={GOP_S * FPS}:scenecut=0"})
+            "preset": "ultrafast", "x264-params": f"keyint={GOP_S * FPS}:min-keyint={GOP_S * FPS}:scenecut=0:bframes={bframes}"})
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.time_base = stream.codec_context.time_base = Fraction(1, FPS)
         for i in range(seconds * FPS):
@@ -86,15 +88,15 @@ def _repeat(source: Path, path: Path, times: int) -> None:
     tmp.rename(path)
 
 
-def video(cache: Path, width: int, height: int, length: str) -> Path:
-    path = cache / f"h264_{width}x{height}_{length}.mp4"
+def video(cache: Path, width: int, height: int, length: str, bframes: int = 0) -> Path:
+    path = cache / f"h264_{width}x{height}_{length}{f'_b{bframes}' if bframes else ''}.mp4"
     if not path.exists():
         cache.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
         if LENGTHS[length] <= 60:
-            _encode(path, width, height, LENGTHS[length])
+            _encode(path, width, height, LENGTHS[length], bframes)
         else:
-            _repeat(video(cache, width, height, "1m"), path, LENGTHS[length] // 60)
+            _repeat(video(cache, width, height, "1m", bframes), path, LENGTHS[length] // 60)
         print(f"  (made {path.name}, {path.stat().st_size / 1e6:.0f} MB, in {time.perf_counter() - start:.0f} s)")
     return path
 
@@ -121,13 +123,14 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "vcap" / "bench-decode")
     parser.add_argument("--sequential-max-min", type=float, default=60, help="skip sequential reads of longer videos")
     parser.add_argument("--sequential", default="opencv,pyav-seq", help="sequential readers to time")
+    parser.add_argument("--bframes", type=int, default=0, help="x264's B-frames between references")
     args = parser.parse_args()
     n, size = args.frames, args.size
     rows = []
     for dims in args.sizes.split(","):
         width, height = map(int, dims.split("x"))
         for length in args.lengths.split(","):
-            path = video(args.cache, width, height, length)
+            path = video(args.cache, width, height, length, args.bframes)
             sampler.read_frames(path, 2, size)  # warm the page cache and the libraries
             seek_s, got = timed(lambda: sampler.read_frames(path, n, size, backend="pyav"))
             opencv_s = seq_s = float("nan")
@@ -139,6 +142,12 @@ def main() -> None:
                     assert np.array_equal(got, want), f"{path}: seeking returned other frames"
                 again, _ = timed(lambda: sampler.read_frames(path, n, size, backend="pyav"))
                 seek_s = (seek_s + again) / 2  # before and after the sequential reads: drift cancels
+            if args.bframes:
+                at_dts = pyav._PacketTable.seek_time
+                pyav._PacketTable.seek_time = lambda table, k: table.times[k]
+                dts_s, _ = timed(lambda: sampler.read_frames(path, n, size, backend="pyav"))
+                pyav._PacketTable.seek_time = at_dts
+                print(f"{dims:>9} {length:>4}  pyav-dts {dts_s:6.2f} s: x{dts_s / seek_s:4.1f} the seek as it is now")
             rows.append((dims, length, opencv_s, seq_s, seek_s))
             faster = min((t for t in (opencv_s, seq_s) if t == t), default=None)
             ratio = f"x{faster / seek_s:5.1f} vs the faster sequential" if faster else "(no sequential read)"

@@ -12,9 +12,9 @@ network alone takes longer.
 Without --model, a small model is trained on the sample clips' features of --backbone (efficientnet-lite0 with
 its ImageNet weights; VGG16 with random weights, as no VGG16 weights can be downloaded here: the time does not
 depend on the weights). Prints, round by round and as medians: `caption_each(every=)` as it is now ("after")
-and with what this file's commit changed undone ("before": seeks to a keyframe's dts, which lands a GOP early
-in MP4 with B-frames; efficientnet-lite0's batch norms unfolded; FFmpeg's and torch's threads both on every
-core), beside the decode-only limit and the network-only time (backbone and captioner on the same sampled
+and as at commit 1d9c84f ("before", re-created by undoing three changes: seeks aim at a keyframe's dts, which
+lands a GOP early in MP4 with B-frames; efficientnet-lite0 keeps its batch norms; FFmpeg's and torch's threads
+both use every core), beside the decode-only limit and the network-only time (backbone and captioner on the same sampled
 frames, already decoded), with real-time factors (video seconds per wall second) and, for the network, the
 fraction of the machine's bf16/fp32 matmul peak measured around it. Both paths run uncompiled, as a first
 15-minute video does (under COMPILE_MIN_FRAMES).
@@ -102,8 +102,8 @@ def decode_only(path: Path) -> float:
 
 @contextlib.contextmanager
 def as_before():
-    """What this commit changed, undone: a seek aims at the keyframe's dts, FFmpeg decodes on one thread per
-    core beside torch's full count of threads, and efficientnet-lite0 is built with its batch norms."""
+    """The path as at commit 1d9c84f: a seek aims at the keyframe's dts, and FFmpeg decodes on one thread per
+    core beside torch's full count of threads (efficientnet-lite0's batch norms: `captioner_for`)."""
     seek_time, split = pyav._PacketTable.seek_time, caption.CoreSplit
     pyav._PacketTable.seek_time = lambda table, k: table.times[k]
     caption.CoreSplit = AllCores
@@ -185,7 +185,7 @@ def main() -> None:
     frames = np.concatenate([f for _, f in read_windows(video, settings["frames"], args.every, settings["size"])])
     decode_only(video)  # the page cache and the libraries warm
     timed_captions(after, video, args.every)  # first-call costs (kernel choice, allocator) out of the rounds
-    limits, runs, networks = [decode_only(video)], {"before": [], "after": []}, []
+    limits, runs, networks, fewer = [decode_only(video)], {"before": [], "after": []}, [], []
     for _ in range(args.repeats):  # interleaved, so drift on a shared machine hits both alike
         with as_before():
             took, before_spans = timed_captions(before, video, args.every)
@@ -195,6 +195,8 @@ def main() -> None:
         assert after_spans == before_spans, "before and after captioned differently"
         networks.append(peak_around(after.extractor.precision, after.device,
                                     lambda: network_only(after, frames)))
+        with caption.CoreSplit(after.device):  # torch on the cores that decoding leaves
+            fewer.append(network_only(after, frames))
         limits.append(decode_only(video))  # before and after each round: drift cancels
     limit = float(np.median(limits))
     network = float(np.median([n for n, _ in networks]))
@@ -210,6 +212,9 @@ def main() -> None:
     print(f"network-only (backbone + captioner on the sampled frames; median of {len(networks)}): {network:.1f} s = "
           f"{seconds / network:.1f}x real time, {network / limit:.2f}x the decode-only limit, "
           f"{100 * share:.0f}% of the {after.extractor.precision} matmul peak")
+    split = caption.CoreSplit(after.device)
+    print(f"network-only on {split.tries[0] if split.tries else 'all'} of the {split.cores} cores (the rest left to "
+          f"decoding): {np.median(fewer):.1f} s = {seconds / np.median(fewer):.1f}x real time")
     for name, times in runs.items():
         took = float(np.median(times))
         print(f"{name}: {took:.1f} s = {seconds / took:.1f}x real time, {took / limit:.2f}x the decode-only limit "
