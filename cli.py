@@ -88,6 +88,10 @@ class _Group(click.Group):
 @click.version_option(package_name="vcap")
 def main() -> None:
     """Turn raw videos into English captions: extract features, train a captioner, caption videos."""
+    # Before torch loads: its OpenMP threads then sleep as soon as they wait instead of spinning, so they leave
+    # the cores to the decoders beside them and to the machine's other processes; spinning threads made a small
+    # network such as efficientnet-lite0 several times slower whenever anything else ran (docs/decoding.md).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 # ---- options: one definition each, shared by every command that takes it -------------------------------
@@ -414,9 +418,6 @@ def caption(videos, model, as_json, **values) -> None:
 def serve(model, **values) -> None:
     """Caption videos as a local web service: the model loads once; POST /caption (uploads, or JSON paths
     under --allow-dir), GET / (a page to drop a video on), GET /health, GET /info."""
-    # Before torch loads: its OpenMP threads then sleep as soon as they wait instead of spinning, so they do not
-    # take the cores the decode worker, the HTTP side and the machine's other processes need (docs/serve.md).
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from vcap.pipeline.serve import exposure_warning, serve as run_server
 
     values, decode = given_with_decode(values)

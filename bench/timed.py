@@ -12,26 +12,29 @@ network alone takes longer.
 Without --model, a small model is trained on the sample clips' features of --backbone (efficientnet-lite0 with
 its ImageNet weights; VGG16 with random weights, as no VGG16 weights can be downloaded here: the time does not
 depend on the weights). Prints, round by round and as medians: `caption_each(every=)` as it is now ("after")
-and as at commit 1d9c84f ("before", re-created by undoing three changes: seeks aim at a keyframe's dts, which
-lands a GOP early in MP4 with B-frames; efficientnet-lite0 keeps its batch norms; FFmpeg's and torch's threads
-both use every core), beside the decode-only limit and the network-only time (backbone and captioner on the same sampled
+and as at commit 1d9c84f ("before", re-created by undoing two changes: seeks aim at a keyframe's dts, which
+lands a GOP early in MP4 with B-frames; efficientnet-lite0 keeps its batch norms), beside the decode-only limit and the network-only time (backbone and captioner on the same sampled
 frames, already decoded), with real-time factors (video seconds per wall second) and, for the network, the
 fraction of the machine's bf16/fp32 matmul peak measured around it. Both paths run uncompiled, as a first
-15-minute video does (under COMPILE_MIN_FRAMES).
+15-minute video does (under COMPILE_MIN_FRAMES), with OMP_WAIT_POLICY=PASSIVE as the `vcap` command sets it
+(set OMP_WAIT_POLICY=ACTIVE to time torch's spinning threads instead).
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import av
-import cv2
-import numpy as np
-import torch
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads, as the vcap command does
+
+import av  # noqa: E402
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from peak import flops, peak_around  # noqa: E402  (bench/peak.py)
@@ -102,25 +105,14 @@ def decode_only(path: Path) -> float:
 
 @contextlib.contextmanager
 def as_before():
-    """The path as at commit 1d9c84f: a seek aims at the keyframe's dts, and FFmpeg decodes on one thread per
-    core beside torch's full count of threads (efficientnet-lite0's batch norms: `captioner_for`)."""
-    seek_time, split = pyav._PacketTable.seek_time, caption.CoreSplit
+    """The path as at commit 1d9c84f: a seek aims at the keyframe's dts (efficientnet-lite0's batch norms:
+    `captioner_for`)."""
+    seek_time = pyav._PacketTable.seek_time
     pyav._PacketTable.seek_time = lambda table, k: table.times[k]
-    caption.CoreSplit = AllCores
     try:
         yield
     finally:
-        pyav._PacketTable.seek_time, caption.CoreSplit = seek_time, split
-
-
-class AllCores(contextlib.nullcontext):
-    """`CoreSplit` undone: FFmpeg on one thread per core (0) beside torch on all of them."""
-
-    def __init__(self, device):
-        super().__init__(0)
-
-    def took(self, frames: int, seconds: float) -> None:
-        pass
+        pyav._PacketTable.seek_time = seek_time
 
 
 def captioner_for(model: Path, unfolded: bool) -> VideoCaptioner:
@@ -185,7 +177,7 @@ def main() -> None:
     frames = np.concatenate([f for _, f in read_windows(video, settings["frames"], args.every, settings["size"])])
     decode_only(video)  # the page cache and the libraries warm
     timed_captions(after, video, args.every)  # first-call costs (kernel choice, allocator) out of the rounds
-    limits, runs, networks, fewer = [decode_only(video)], {"before": [], "after": []}, [], []
+    limits, runs, networks = [decode_only(video)], {"before": [], "after": []}, []
     for _ in range(args.repeats):  # interleaved, so drift on a shared machine hits both alike
         with as_before():
             took, before_spans = timed_captions(before, video, args.every)
@@ -195,8 +187,6 @@ def main() -> None:
         assert after_spans == before_spans, "before and after captioned differently"
         networks.append(peak_around(after.extractor.precision, after.device,
                                     lambda: network_only(after, frames)))
-        with caption.CoreSplit(after.device):  # torch on the cores that decoding leaves
-            fewer.append(network_only(after, frames))
         limits.append(decode_only(video))  # before and after each round: drift cancels
     limit = float(np.median(limits))
     network = float(np.median([n for n, _ in networks]))
@@ -212,9 +202,6 @@ def main() -> None:
     print(f"network-only (backbone + captioner on the sampled frames; median of {len(networks)}): {network:.1f} s = "
           f"{seconds / network:.1f}x real time, {network / limit:.2f}x the decode-only limit, "
           f"{100 * share:.0f}% of the {after.extractor.precision} matmul peak")
-    split = caption.CoreSplit(after.device)
-    print(f"network-only on {split.tries[0] if split.tries else 'all'} of the {split.cores} cores (the rest left to "
-          f"decoding): {np.median(fewer):.1f} s = {seconds / np.median(fewer):.1f}x real time")
     for name, times in runs.items():
         took = float(np.median(times))
         print(f"{name}: {took:.1f} s = {seconds / took:.1f}x real time, {took / limit:.2f}x the decode-only limit "

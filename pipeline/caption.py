@@ -3,7 +3,6 @@ then the captioner; both models loaded once, videos decoded in workers and capti
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -153,12 +152,11 @@ class VideoCaptioner:
         caption_pending()
         yield from release()
 
-    def _passes(self, path: Path, n: int, every: float, size: int, threads: int) -> Iterator[tuple[list, np.ndarray]]:
+    def _passes(self, path: Path, n: int, every: float, size: int) -> Iterator[tuple[list, np.ndarray]]:
         """read_windows' windows in passes that grow from four backbone batches to MAX_PASS_FRAMES: the
         first lines come out soon after the first windows are decoded, later passes do fewer, larger steps."""
         target, taken, frames = 4 * self.extractor.frame_batch, [], []
-        for spans, window in read_windows(path, n, every, size, self.config.decoder, frames_per_pass=n,
-                                          threads=threads):
+        for spans, window in read_windows(path, n, every, size, self.config.decoder, frames_per_pass=n):
             taken += spans
             frames.append(window)
             if len(taken) * n >= target:
@@ -173,19 +171,14 @@ class VideoCaptioner:
         windows: list[Span] = []
         pictures: list[Picture] = []
         bar = Progress(Path(name).name, "windows", enabled=progress)
-        split = CoreSplit(self.device)
         try:
-            with split as decoding_threads:
-                for taken, frames in self._passes(path, settings["frames"], every, settings["size"],
-                                                  decoding_threads):
-                    started = time.perf_counter()
-                    for span, picture in self._caption_windows(path, name, taken, frames, explain):
-                        windows.append(span)
-                        pictures += [picture] if picture else []
-                        if on_span is not None:
-                            on_span(name, span)
-                        bar.update()
-                    split.took(len(taken) * frames.shape[1], time.perf_counter() - started)
+            for taken, frames in self._passes(path, settings["frames"], every, settings["size"]):
+                for span, picture in self._caption_windows(path, name, taken, frames, explain):
+                    windows.append(span)
+                    pictures += [picture] if picture else []
+                    if on_span is not None:
+                        on_span(name, span)
+                    bar.update()
         except VcapError as exc:
             return failed(path, name, str(exc))
         finally:
@@ -208,40 +201,6 @@ class VideoCaptioner:
                                                      feats[i].to(self.device), caption, frames[i],
                                                      Path(name).name), start, end)
                 yield (start, end, caption), picture
-
-
-class CoreSplit:
-    """Torch's threads for the network while a video decodes beside it, chosen by measuring. Two thread pools on
-    the same cores can make each wait for the other: torch's threads meet after every operation, and one of them
-    descheduled by a decoding thread stalls the rest. That costs most in a network of many short operations
-    (efficientnet-lite0 ran several times slower a frame so on 2 cores) and little in one of long operations
-    (VGG16, which wants every core). So on the CPU the first pass runs on the cores that decoding leaves, the
-    second on all of them, and the rest on whichever did more frames a second. Entering gives FFmpeg's thread
-    count (0 off the CPU: one per core); leaving restores torch's."""
-
-    def __init__(self, device: torch.device):
-        self.cores = torch.get_num_threads()
-        self.decoding = max(1, self.cores // 4) if device.type == "cpu" else 0
-        self.tries = [max(1, self.cores - self.decoding), self.cores] if device.type == "cpu" else []
-        self.rates: dict[int, float] = {}  # torch threads -> frames a second through the network
-
-    def __enter__(self) -> int:
-        self._choose()
-        return self.decoding
-
-    def __exit__(self, *exc) -> None:
-        torch.set_num_threads(self.cores)
-
-    def took(self, frames: int, seconds: float) -> None:
-        """A pass of `frames` took the network `seconds` on the threads set now; -> the next pass's threads."""
-        if self.tries:
-            self.rates.setdefault(torch.get_num_threads(), frames / max(seconds, 1e-9))
-            self._choose()
-
-    def _choose(self) -> None:
-        untried = [threads for threads in self.tries if threads not in self.rates]
-        if untried or self.rates:
-            torch.set_num_threads(untried[0] if untried else max(self.rates, key=self.rates.__getitem__))
 
 
 def failed(path: Path, name: str, error: str) -> VideoResult:

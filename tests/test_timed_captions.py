@@ -129,29 +129,3 @@ def test_every_shots_cuts_the_windows_where_the_clips_join(long_video):
     refused = runner.invoke(main, ["caption", str(joined), "--model", str(model), "--every", "scenes", *FLAGS])
     assert refused.exit_code == 2 and "neither a number of seconds nor shots" in refused.stderr
 
-
-def test_the_network_keeps_the_thread_count_that_did_more_frames_a_second():
-    """On the CPU the first pass runs beside the decoder on the cores it leaves, the second on all of them, the
-    rest on the faster of the two; leaving restores torch's own count. Off the CPU nothing changes."""
-    import torch
-
-    from vcap.pipeline.caption import CoreSplit
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(4)
-    try:
-        for first_rate, second_rate, kept in ((100, 50, 3), (50, 100, 4)):
-            split = CoreSplit(torch.device("cpu"))
-            with split as decoding_threads:
-                assert decoding_threads == 1 and torch.get_num_threads() == 3
-                split.took(first_rate, 1.0)
-                assert torch.get_num_threads() == 4
-                split.took(second_rate, 1.0)
-                assert torch.get_num_threads() == kept
-                split.took(1, 100.0)  # a slow later pass does not undo the choice
-                assert torch.get_num_threads() == kept
-            assert torch.get_num_threads() == 4
-        with CoreSplit(torch.device("meta")) as decoding_threads:  # a GPU: FFmpeg picks, torch untouched
-            assert decoding_threads == 0 and torch.get_num_threads() == 4
-    finally:
-        torch.set_num_threads(before)
