@@ -54,7 +54,8 @@ def _encode(path: Path, width: int, height: int, seconds: int, bframes: int) -> 
     tmp = path.with_suffix(".part.mp4")
     with av.open(str(tmp), "w") as out:
         stream = out.add_stream("libx264", rate=FPS, options={
-            "preset": "ultrafast", "x264-params": f"keyint={GOP_S * FPS}:min-keyint={GOP_S * FPS}:scenecut=0:bframes={bframes}"})
+            "preset": "ultrafast",
+            "x264-params": f"keyint={GOP_S * FPS}:min-keyint={GOP_S * FPS}:scenecut=0:bframes={bframes}"})
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.time_base = stream.codec_context.time_base = Fraction(1, FPS)
         for i in range(seconds * FPS):

@@ -11,13 +11,14 @@ network alone takes longer.
 
 Without --model, a small model is trained on the sample clips' features of --backbone (efficientnet-lite0 with
 its ImageNet weights; VGG16 with random weights, as no VGG16 weights can be downloaded here: the time does not
-depend on the weights). Prints, round by round and as medians: `caption_each(every=)` as it is now ("after")
-and as at commit 1d9c84f ("before", re-created by undoing two changes: seeks aim at a keyframe's dts, which
-lands a GOP early in MP4 with B-frames; efficientnet-lite0 keeps its batch norms), beside the decode-only limit and the network-only time (backbone and captioner on the same sampled
-frames, already decoded), with real-time factors (video seconds per wall second) and, for the network, the
-fraction of the machine's bf16/fp32 matmul peak measured around it. Both paths run uncompiled, as a first
-15-minute video does (under COMPILE_MIN_FRAMES), with OMP_WAIT_POLICY=PASSIVE as the `vcap` command sets it
-(set OMP_WAIT_POLICY=ACTIVE to time torch's spinning threads instead).
+depend on the weights). Prints, round by round and as medians: `caption_each(every=)` as it is now ("after") and as
+at commit 1d9c84f ("before", re-created by undoing two changes: seeks aim at a keyframe's dts, which lands a GOP
+early in MP4 with B-frames; efficientnet-lite0 keeps its batch norms), beside the decode-only limit and the
+network-only time (backbone and captioner on the same sampled frames, already decoded), with real-time factors
+(video seconds per wall second) and, for the network, the fraction of the machine's bf16/fp32 matmul peak measured
+around it. Both paths run uncompiled, as a first 15-minute video does (under COMPILE_MIN_FRAMES), with
+OMP_WAIT_POLICY=PASSIVE as the `vcap` command sets it (set OMP_WAIT_POLICY=ACTIVE to time torch's spinning threads
+instead).
 """
 from __future__ import annotations
 
