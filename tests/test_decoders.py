@@ -113,7 +113,7 @@ def test_each_seek_lands_on_its_own_keyframe(tmp_path, name):
     path = write_av(tmp_path / name, **GENERATED[name])
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
-        table = decoder_pyav._packet_table(container, stream, path.stat().st_size)
+        table = pyav._packet_table(container, stream, path.stat().st_size)
         position_of = dict(zip(table.keys, table.keyframes))
         for k, keyframe in enumerate(table.keyframes):
             container.seek(table.seek_time(k), stream=stream, backward=True)
