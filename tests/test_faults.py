@@ -67,7 +67,7 @@ def test_ctrl_c_during_the_first_write_of_overwrite_leaves_one_run_and_advice_th
     real = runfolder.write_checkpoint
 
     def interrupted_write(path, checkpoint):
-        os.kill(os.getpid(), signal.SIGINT)  # arrives while the folder changes
+        signal.raise_signal(signal.SIGINT)  # arrives while the folder changes (in this thread, not a torch one)
         real(path, checkpoint)
 
     monkeypatch.setattr(runfolder, "write_checkpoint", interrupted_write)
