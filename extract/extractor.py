@@ -112,9 +112,17 @@ class FeatureExtractor:
         return self.device.type == "cpu" and self.frames_done + frames_ahead >= COMPILE_MIN_FRAMES
 
     def _network(self, batch: torch.Tensor, compiled: bool) -> torch.Tensor:
-        """The backbone on one pass. Full passes of a compiling job go through one compiled graph of a fixed
-        shape (freezing: weights prepacked for oneDNN, ReLUs and pooling fused in); a shorter last pass runs
-        uncompiled rather than compiling a second graph."""
+        """The backbone on one pass -> (B, D) float32 on the CPU, its seconds added to `times.backbone`."""
+        began = time.perf_counter()
+        with torch.inference_mode():
+            out = self._forward(batch, compiled).cpu()
+        self.times.backbone += time.perf_counter() - began
+        return out
+
+    def _forward(self, batch: torch.Tensor, compiled: bool) -> torch.Tensor:
+        """Full passes of a compiling job go through one compiled graph of a fixed shape (freezing: weights
+        prepacked for oneDNN, ReLUs and pooling fused in); a shorter last pass runs uncompiled rather than
+        compiling a second graph."""
         if compiled and len(batch) == self.frame_batch and not self._compile_failed:
             if self._compiled is None:
                 self._compiled = compile_quietly(self.encoder, dynamic=False, options={"freezing": True})
@@ -133,12 +141,9 @@ class FeatureExtractor:
     def encode(self, frames: np.ndarray) -> np.ndarray:
         """(N, S, S, 3) uint8 frames already decoded -> (N, D) float32, in passes of frame_batch."""
         parts, compiled = [], self.compiles(len(frames))
-        with torch.inference_mode():
-            for start in range(0, len(frames), self.frame_batch):
-                batch = torch.from_numpy(frames[start : start + self.frame_batch]).to(self.device)
-                began = time.perf_counter()
-                parts.append(self._network(batch, compiled).cpu())
-                self.times.backbone += time.perf_counter() - began
+        for start in range(0, len(frames), self.frame_batch):
+            batch = torch.from_numpy(frames[start : start + self.frame_batch]).to(self.device)
+            parts.append(self._network(batch, compiled))
         self.frames_done += len(frames)
         return torch.cat(parts).numpy()
 
@@ -194,10 +199,7 @@ class FeatureExtractor:
         # Each part is a slice of a pinned tensor: copy the parts and join them on the device, since
         # joining first would make a pageable copy whose transfer blocks.
         batch = torch.cat([part.to(self.device, non_blocking=True) for part in parts])
-        began = time.perf_counter()
-        with torch.inference_mode():
-            out = self._network(batch, compiled).cpu()  # (size, D) float32
-        self.times.backbone += time.perf_counter() - began
+        out = self._network(batch, compiled)  # (size, D) float32
         for (i, n), feats in zip(owners, out.split([n for _, n in owners])):
             done[i].append(feats)
         self.frames_done += size
