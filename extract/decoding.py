@@ -45,7 +45,7 @@ class Decoder:
     groups: Callable[..., Groups] | None = None  # (path, plan, group, size, header, threads) -> Groups
 
     def planned_groups(self, path: Path, plan: Plan, group: int, size: int, header: "Header",
-                       threads: int = 1) -> Groups:
+                       threads: bool = False) -> Groups:
         if self.groups is not None:
             return self.groups(path, plan, group, size, header, threads)
         return sequential_groups(self.decode, path, plan, group, size, header)

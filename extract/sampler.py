@@ -63,20 +63,19 @@ def read_frames(path: str | os.PathLike, n: int, size: int = 224, backend: str =
     truncated. With backend="auto" a file PyAV cannot read falls back to decord, then to OpenCV.
     """
     plan = plan or (lambda total: sample_indices(total, n))
-    return np.concatenate([frames for _, frames in _groups(Path(path), plan, n, size, backend, threads=1)])
+    return np.concatenate([frames for _, frames in _groups(Path(path), plan, n, size, backend, threads=False)])
 
 
 def read_windows(path: str | os.PathLike, n: int, every: float | str, size: int = 224, backend: str = "auto",
-                 frames_per_pass: int = 640, shot_seconds: tuple[float, float] = (2.0, 30.0), threads: int = 0,
+                 frames_per_pass: int = 640, shot_seconds: tuple[float, float] = (2.0, 30.0),
                  ) -> Iterator[tuple[list[tuple[float, float]], np.ndarray]]:
     """Cut the video into consecutive `every`-second windows (every="shots": one window per shot, from
     `shot_seconds[0]` to `shot_seconds[1]` long, see extract/shots.py) and yield, a few windows at a time,
     ([(start, end) seconds per window], frames (windows, n, size, size, 3)): n frames of each window as
     `read_frames` samples a whole video, about `frames_per_pass` frames a time.
 
-    The file is opened once; a thread decodes (on `threads` of FFmpeg's threads, 0: one per core) up to
-    FRAMES_AHEAD frames ahead of the caller, so decoding overlaps whatever the caller does with each batch
-    (the backbone)."""
+    The file is opened once; a thread decodes (on all cores, FFmpeg's threads) up to FRAMES_AHEAD frames
+    ahead of the caller, so decoding overlaps whatever the caller does with each batch (the backbone)."""
     path = Path(path)
     header = _checked_header(path, backend)
     if not header.fps > 0:
@@ -91,7 +90,7 @@ def read_windows(path: str | os.PathLike, n: int, every: float | str, size: int 
     per_pass = max(1, frames_per_pass // n)
     batch: list[np.ndarray] = []
     first = 0
-    groups = _groups(path, plan, n, size, backend, threads=threads, header=header)
+    groups = _groups(path, plan, n, size, backend, threads=True, header=header)
     for number, frames in Ahead(groups, max(1, FRAMES_AHEAD // n), "vcap-decode"):
         batch.append(frames)
         if len(batch) == per_pass or number == len(spans) - 1:
@@ -115,7 +114,7 @@ def _checked_header(path: Path, backend: str) -> Header:
     return Header(path)
 
 
-def _groups(path: Path, plan: Plan, group: int, size: int, backend: str, threads: int,
+def _groups(path: Path, plan: Plan, group: int, size: int, backend: str, threads: bool,
             header: Header | None = None) -> Groups:
     """The planned frames, `group` at a time, from the first decoder that reads the file. A decoder that
     fails part-way hands over to the next, which gives the groups not yet given."""

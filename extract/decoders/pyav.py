@@ -117,8 +117,7 @@ def _packet_table(container, stream, file_size: int) -> _PacketTable:
     if last_time is not None and stream.time_base:  # absolute, as frame.time: a start at 3 s ends at 3 s + length
         end = float(last_time * stream.time_base) + (1 / rate if rate > 0 else 0)
     return _PacketTable(count=count, keyframes=keyframes, keys=keys, times=times, last_time=last_time,
-                        by_offset=by_offset,
-                        end_time=end, complete=complete)
+                        by_offset=by_offset, end_time=end, complete=complete)
 
 
 def _wanted_indices(path: Path, plan: Plan, header: Header, count: int, end_time: float | None) -> np.ndarray:
@@ -150,10 +149,10 @@ def _seek_plan(keyframes: list[int], targets: list[int]) -> list[tuple[int, list
     return runs if cost < targets[-1] + 1 else None
 
 
-def groups(path: Path, plan: Plan, group: int, size: int, header: Header, threads: int = 1) -> Groups:
+def groups(path: Path, plan: Plan, group: int, size: int, header: Header, threads: bool = False) -> Groups:
     """Seek when that decodes fewer frames than a sequential read, else read sequentially, in one open of
-    the file: its packet table is read once per call. `threads`: FFmpeg's frame and slice threads (0: one per
-    core), for one video decoded alone; extraction runs one process per core instead."""
+    the file: its packet table is read once per call. `threads`: FFmpeg's frame and slice threads, for one
+    video decoded alone (extraction runs one process per core instead)."""
     done = 0
     with av.open(str(path)) as container:
         if not container.streams.video:
@@ -164,9 +163,8 @@ def groups(path: Path, plan: Plan, group: int, size: int, header: Header, thread
             wanted = _wanted_indices(path, plan, header, table.count, table.end_time).reshape(-1, group)
             targets = sorted(set(wanted.ravel().tolist()))
             runs = _seek_plan(table.keyframes, targets)
-            if threads != 1:
+            if threads:
                 stream.thread_type = "AUTO"
-                stream.codec_context.thread_count = threads
             reformatter = av.video.reformatter.VideoReformatter()
             if runs:
                 frames = _seek_frames(container, stream, table, runs, size, reformatter)
