@@ -39,7 +39,6 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from peak import flops, peak_around  # noqa: E402  (bench/peak.py)
-from vcap.captioner.decode import caption_features  # noqa: E402
 from vcap.extract.backbones import efficientnet_lite0  # noqa: E402
 from vcap.extract.decoders import pyav  # noqa: E402
 from vcap.extract.sampler import read_windows  # noqa: E402
@@ -133,19 +132,15 @@ def timed_captions(captioner: VideoCaptioner, video: Path, every: float) -> tupl
     return time.perf_counter() - start, result.spans
 
 
-def network_only(captioner: VideoCaptioner, frames: np.ndarray) -> float:
-    """Seconds the backbone and captioner take on (windows, n, S, S, 3) frames already decoded, 640 frames a
-    pass, on every core."""
+def network_only(captioner: VideoCaptioner, video: Path, frames: np.ndarray) -> float:
+    """Seconds the backbone and captioner take on (windows, n, S, S, 3) frames already decoded, through the
+    windowed path's own per-pass step, 640 frames a pass."""
     start = time.perf_counter()
     per_pass = max(1, caption.MAX_PASS_FRAMES // frames.shape[1])
-    batch = captioner.config.videos_per_batch
     for first in range(0, len(frames), per_pass):
         chunk = frames[first : first + per_pass]
-        feats = captioner.extractor.encode(chunk.reshape(-1, *chunk.shape[2:]))
-        feats = torch.from_numpy(feats).view(len(chunk), chunk.shape[1], -1)
-        for at in range(0, len(chunk), batch):
-            caption_features(captioner.model, captioner.vocab, feats[at : at + batch], captioner.config.decode,
-                             captioner.info["max_words"])
+        for _ in captioner._caption_windows(video, video.name, [(0.0, 0.0)] * len(chunk), chunk, None):
+            pass
     return time.perf_counter() - start
 
 
@@ -187,7 +182,7 @@ def main() -> None:
         runs["after"].append(took)
         assert after_spans == before_spans, "before and after captioned differently"
         networks.append(peak_around(after.extractor.precision, after.device,
-                                    lambda: network_only(after, frames)))
+                                    lambda: network_only(after, video, frames)))
         limits.append(decode_only(video))  # before and after each round: drift cancels
     limit = float(np.median(limits))
     network = float(np.median([n for n, _ in networks]))

@@ -156,7 +156,8 @@ class VideoCaptioner:
         """read_windows' windows in passes that grow from four backbone batches to MAX_PASS_FRAMES: the
         first lines come out soon after the first windows are decoded, later passes do fewer, larger steps."""
         target, taken, frames = 4 * self.extractor.frame_batch, [], []
-        for spans, window in read_windows(path, n, every, size, self.config.decoder, frames_per_pass=n):
+        windows = read_windows(path, n, every, size, self.config.decoder, frames_per_pass=n)
+        for spans, window in timed(windows, self.times, "decode_wait"):
             taken += spans
             frames.append(window)
             if len(taken) * n >= target:
@@ -190,9 +191,9 @@ class VideoCaptioner:
         """(span, its picture or None) for each window of one pass: frames (windows, n, S, S, 3)."""
         feats = self.extractor.encode(frames.reshape(-1, *frames.shape[2:]))  # (windows * n, D)
         feats = torch.from_numpy(feats).view(len(taken), frames.shape[1], -1)
-        for indices, captions in caption_in_batches(
+        for indices, captions in timed(caption_in_batches(
                 self.model, self.vocab, lambda idx: feats[idx], range(len(taken)), self.config.videos_per_batch,
-                self.config.decode, self.info["max_words"], self.device):
+                self.config.decode, self.info["max_words"], self.device), self.times, "captioner"):
             for i, caption in zip(indices, captions):
                 start, end = taken[i]
                 picture = None

@@ -269,6 +269,7 @@ def test_every_gives_timed_captions_as_vcap_caption_does(served):
     direct = VideoCaptioner(CaptionConfig(model=served["config"].model, device="cpu", workers=0))
     (timed,) = direct.caption_each([clip], every=0.5)
     expected = [{"start": round(a, 3), "end": round(b, 3), "caption": c} for a, b, c in timed.spans]
+    assert all(seconds > 0 for seconds in (direct.times.decode_wait, direct.times.backbone, direct.times.captioner))
     response = client.post("/caption?every=0.5", files=[("video", (clip.name, clip.read_bytes(), "video/mp4"))])
     assert response.status_code == 200, response.text
     assert response.json() == {"videos": [{"video": clip.name, "windows": expected}]}
